@@ -1,0 +1,70 @@
+# Convolution as Matrix Multiplication: build, test and run the book.
+#   make book   set everything up (first time) and build the HTML book
+#   make test   set everything up (first time) and run all tests (pytest + nbval)
+# Everything lives in .venv; nothing is installed outside it.
+
+PYTHON  ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+JOBS    ?= 2
+
+# Where CIFAR-10 is looked for (see data/README.md). Made absolute so that a
+# notebook kernel running in chapters/ sees the same folder.
+ifdef CONVLIB_DATA
+export CONVLIB_DATA := $(abspath $(CONVLIB_DATA))
+endif
+# Reproducible hashing (set iteration order) in every kernel.
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup book test test-unit test-notebooks notebooks lab data clean distclean
+
+help:
+	@sed -n '1,4p' Makefile
+
+setup: $(STAMP)
+
+# A file target: re-run only when the pins or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (conv-as-matmul)" >/dev/null
+	@touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . $(BOOKFLAGS)
+	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/ -q
+
+# nbval re-runs every chapter and compares what each cell prints with the stored output.
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval --nbval-current-env \
+		--nbval-sanitize-with nbval_sanitize.cfg chapters/
+
+# Re-execute chapters in place (fresh kernel, top to bottom), storing outputs and widget state.
+#   make notebooks                      all chapters
+#   make notebooks NB=chapters/01_x.ipynb   one
+NB ?= $(wildcard chapters/*.ipynb)
+notebooks: $(STAMP)
+	cd chapters && for nb in $(notdir $(NB)); do \
+		echo "executing $$nb"; ../$(BIN)/jupyter execute --inplace --kernel_name=python3 $$nb || exit 1; done
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/
+
+# Download CIFAR-10 with torchvision into data/ (needs network; see data/README.md).
+data: $(STAMP)
+	$(BIN)/python -m convlib.data --download
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,26 @@
+"""convlib: the shared code of *Convolution as Matrix Multiplication*.
+
+Every convolution here takes PyTorch's layouts and arguments (input N x C x H x W, weight O x C/groups x kh x kw,
+``stride``/``padding``/``dilation`` as an int or a pair, ``groups``) and returns what
+``torch.nn.functional.conv2d`` returns, to floating-point round-off. Bad arguments raise a ``TypeError`` or
+``ValueError`` that names the problem.
+"""
+
+from .shapes import conv_output_size, conv2d_output_shape
+from .naive import conv2d_naive
+from .im2col import im2col, col2im, conv2d_im2col, patch_view
+from . import data, plot
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv_output_size",
+    "conv2d_output_shape",
+    "conv2d_naive",
+    "im2col",
+    "col2im",
+    "conv2d_im2col",
+    "patch_view",
+    "data",
+    "plot",
+]

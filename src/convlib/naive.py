@@ -1,0 +1,50 @@
+"""The reference: a convolution written as explicit loops, exactly as the definition reads.
+
+    Y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * Xpad[n, g(o)*C/g + c, i*s + u*d, j*s + v*d]
+
+Every other method in convlib is checked against this one (and all of them against PyTorch).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import conv2d_args
+
+__all__ = ["conv2d_naive"]
+
+
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (deep learning's cross-correlation) by loops over output positions and kernel taps.
+
+    Same arguments and result as ``torch.nn.functional.conv2d``: ``x`` is N x C x H x W (or C x H x W),
+    ``weight`` is O x C/groups x kh x kw, ``bias`` has O entries or is None; ``stride``, ``padding`` and
+    ``dilation`` are an int or an (h, w) pair; ``padding`` may be ``'valid'`` or ``'same'``.
+
+    For each output position (i, j) and each kernel tap (u, v) it adds one small product
+    ``X[:, channels of the group, i*s + u*d, j*s + v*d] @ W[out-channels of the group, :, u, v].T``:
+    slow (Ho * Wo * kh * kw Python steps), but every step is the definition.
+    """
+    a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)
+    (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
+    kh, kw = a.kernel_size
+    Ho, Wo = a.output_hw
+    xp = F.pad(a.x, (pw, pw, ph, ph))  # zero padding on every side
+    N, C = xp.shape[:2]
+    O, g = a.weight.shape[0], a.groups
+    Cg, Og = C // g, O // g
+    y = xp.new_zeros(N, O, Ho, Wo)
+    for grp in range(g):
+        cin = slice(grp * Cg, (grp + 1) * Cg)  # the input channels this group reads
+        cout = slice(grp * Og, (grp + 1) * Og)  # the output channels it writes
+        w = a.weight[cout]  # Og x Cg x kh x kw
+        for i in range(Ho):
+            for j in range(Wo):
+                acc = xp.new_zeros(N, Og)
+                for u in range(kh):
+                    for v in range(kw):
+                        pixel = xp[:, cin, i * sh + u * dh, j * sw + v * dw]  # N x Cg
+                        acc += pixel @ w[:, :, u, v].T  # (N x Cg) @ (Cg x Og)
+                y[:, cout, i, j] = acc
+    return a.finish(y)

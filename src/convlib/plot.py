@@ -1,0 +1,225 @@
+"""Figures in the book's one visual language (see STYLE: conv_arithmetic's colours).
+
+Input blue, zero padding light grey, kernel/weights orange, output green; the window being read and the
+cell being written get a bold outline in the highlight colour. Matrices use the same colours for the same
+roles, zeros white. Every helper draws on a given ``ax`` (or a new one) and returns the ``ax``.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from matplotlib.colors import LinearSegmentedColormap, Normalize
+from matplotlib.patches import Rectangle
+
+__all__ = ["PALETTE", "role_cmap", "show_matrix", "show_grid", "show_window_positions", "outline", "max_fig_width"]
+
+PALETTE = {
+    "input": "#3B75AF",  # blue
+    "padding": "#D9D9D9",  # light grey
+    "kernel": "#EF8636",  # orange
+    "output": "#519E3E",  # green
+    "highlight": "#C53A32",  # the window being read / the cell being written
+    "negative": "#8D69B8",  # negative values in signed matrices (purple)
+    "grid": "#FFFFFF",
+}
+max_fig_width = 8.0  # inches: no figure wider than this
+
+
+def role_cmap(role: str, signed: bool = False):
+    """White-to-colour colour map for a role ('input', 'kernel', 'output'); purple-white-colour if signed."""
+    colour = PALETTE[role]
+    if signed:
+        return LinearSegmentedColormap.from_list(f"{role}_signed", [PALETTE["negative"], "#FFFFFF", colour])
+    return LinearSegmentedColormap.from_list(role, ["#FFFFFF", colour])
+
+
+def _to_numpy(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu()
+        if a.layout != torch.strided:
+            a = a.to_dense()
+        a = a.numpy()
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix, got shape {a.shape}")
+    return a
+
+
+def _integral(a: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(a)) and np.all(np.round(a) == a))
+
+
+def _norm(a: np.ndarray, signed: bool, vmax=None):
+    m = float(vmax) if vmax is not None else float(np.max(np.abs(a))) if a.size else 1.0
+    m = m or 1.0
+    return Normalize(-m, m) if signed else Normalize(0.0 if a.min() >= 0 else a.min(), m)
+
+
+def outline(ax, row: int, col: int, height: int = 1, width: int = 1, color=None, lw: float = 3.0, **kw):
+    """Draw a bold rectangle around cells [row, row+height) x [col, col+width) of a heatmap or grid."""
+    rect = Rectangle(
+        (col, row), width, height, fill=False, edgecolor=color or PALETTE["highlight"], lw=lw, clip_on=False, **kw
+    )
+    ax.add_patch(rect)
+    return rect
+
+
+def show_matrix(
+    M,
+    ax=None,
+    role: str = "input",
+    annot="auto",
+    fmt: str | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    highlight_rows=(),
+    highlight_cols=(),
+    vmax=None,
+    cbar: bool = False,
+    linewidths: float = 0.5,
+    xticklabels="auto",
+    yticklabels="auto",
+):
+    """A matrix as a seaborn heatmap in the colours of its role; zeros white.
+
+    ``annot='auto'`` writes the values into the cells when the matrix is at most 12 x 12 (integers without
+    decimals). ``highlight_rows`` / ``highlight_cols`` get the bold outline (e.g. the column of the patch
+    matrix that one receptive field became).
+    """
+    A = _to_numpy(M).astype(float)
+    if ax is None:
+        h, w = A.shape
+        _, ax = plt.subplots(figsize=(min(max_fig_width, 0.45 * w + 1.5), min(8.0, 0.45 * h + 1.0)))
+    signed = bool(A.size and A.min() < 0)
+    if annot == "auto":
+        annot = max(A.shape) <= 12
+    if fmt is None:
+        fmt = ".0f" if _integral(A) else ".2f"
+    norm = _norm(A, signed, vmax)
+    sns.heatmap(
+        A,
+        ax=ax,
+        cmap=role_cmap(role, signed),
+        vmin=norm.vmin,
+        vmax=norm.vmax,
+        annot=annot,
+        fmt=fmt,
+        cbar=cbar,
+        linewidths=linewidths,
+        linecolor="#EEEEEE",
+        square=False,
+        xticklabels=xticklabels,
+        yticklabels=yticklabels,
+        annot_kws={"fontsize": 8},
+    )
+    for r in np.atleast_1d(highlight_rows):
+        outline(ax, int(r), 0, 1, A.shape[1])
+    for c in np.atleast_1d(highlight_cols):
+        outline(ax, 0, int(c), A.shape[0], 1)
+    if title:
+        ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    return ax
+
+
+def show_grid(
+    X,
+    ax=None,
+    role: str = "input",
+    padding=0,
+    window=None,
+    cells=(),
+    annot: bool = True,
+    fmt: str | None = None,
+    title: str | None = None,
+    vmax=None,
+    axis_labels: bool = True,
+):
+    """An image (one channel) as a grid of cells, zero padding in light grey, a window outlined.
+
+    ``X`` is the *padded* H x W array when ``padding`` (an int or (ph, pw)) > 0: the outer ring is drawn
+    grey. ``window=(row, col, height, width)`` outlines a rectangle of cells; ``cells`` outlines single
+    cells (e.g. the taps of a dilated kernel). Rows and columns are numbered from 0, as in the code.
+    """
+    A = _to_numpy(X).astype(float)
+    H, W = A.shape
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(max_fig_width, 0.5 * W + 1.0), 0.5 * H + 1.0))
+    signed = bool(A.size and A.min() < 0)
+    cmap, norm = role_cmap(role, signed), _norm(A, signed, vmax)
+    rgba = cmap(norm(A))
+    pad_mask = np.zeros_like(A, dtype=bool)
+    if ph:
+        pad_mask[:ph] = pad_mask[H - ph :] = True
+    if pw:
+        pad_mask[:, :pw] = pad_mask[:, W - pw :] = True
+    rgba[pad_mask] = plt.matplotlib.colors.to_rgba(PALETTE["padding"])
+    ax.imshow(rgba, extent=(0, W, H, 0), interpolation="nearest")
+    ax.set_xticks(np.arange(W) + 0.5, labels=[str(i - pw) for i in range(W)] if pw else range(W))
+    ax.set_yticks(np.arange(H) + 0.5, labels=[str(i - ph) for i in range(H)] if ph else range(H))
+    ax.set_xticks(np.arange(W + 1), minor=True)
+    ax.set_yticks(np.arange(H + 1), minor=True)
+    ax.grid(which="minor", color="white", lw=1.0)
+    ax.tick_params(which="both", length=0, labelsize=8)
+    if annot:
+        if fmt is None:
+            fmt = ".0f" if _integral(A) else ".1f"
+        for r in range(H):
+            for c in range(W):
+                dark = norm(A[r, c]) > 0.6 and not pad_mask[r, c]
+                ax.text(c + 0.5, r + 0.5, format(A[r, c], fmt), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")  # fmt: skip
+    if window is not None:
+        outline(ax, *window)
+    for r, c in cells:
+        outline(ax, r, c, lw=2.0)
+    if axis_labels:
+        ax.set_xlabel("column" + (" (padding grey)" if pw else ""))
+        ax.set_ylabel("row" + (" (padding grey)" if ph else ""))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_window_positions(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1, ax=None,
+                          title: str | None = None):
+    """The output-size formula as a picture: one row of the padded input, one line per window position.
+
+    The padded input (``size + 2*padding`` cells, padding grey) is drawn on top; below it, one line per
+    output position marks the taps that window reads (``dilation`` apart), starting ``stride`` cells after
+    the previous one. The number of lines is ``conv_output_size(size, kernel_size, stride, padding, dilation)``.
+    """
+    from .shapes import conv_output_size
+
+    n_out = conv_output_size(size, kernel_size, stride, padding, dilation)
+    total = size + 2 * padding
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(max_fig_width, 0.45 * total + 1.5), 0.38 * (n_out + 1) + 1.0))
+    for c in range(total):
+        colour = PALETTE["padding"] if c < padding or c >= padding + size else PALETTE["input"]
+        ax.add_patch(Rectangle((c, 0), 1, 1, facecolor=colour, edgecolor="white", lw=1.5))
+        ax.text(c + 0.5, 0.5, str(c - padding), ha="center", va="center", fontsize=8,
+                color="black" if colour == PALETTE["padding"] else "white")  # fmt: skip
+    span = dilation * (kernel_size - 1) + 1
+    for i in range(n_out):
+        y = 1.35 + 0.45 * i
+        start = i * stride
+        ax.plot([start + 0.5, start + span - 0.5], [y + 0.2] * 2, color=PALETTE["kernel"], lw=1.5)
+        taps = [start + t * dilation + 0.5 for t in range(kernel_size)]
+        ax.scatter(taps, [y + 0.2] * kernel_size, color=PALETTE["kernel"], s=28, zorder=3)
+        ax.text(-0.4, y + 0.2, f"out {i}", ha="right", va="center", fontsize=8, color=PALETTE["output"])
+    ax.set_xlim(-2.2, total + 0.2)
+    ax.set_ylim(1.35 + 0.45 * n_out + 0.2, -0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title or (f"n={size}, k={kernel_size}, s={stride}, p={padding}, d={dilation}: "
+                           f"{n_out} window positions"), fontsize=10)  # fmt: skip
+    return ax
