@@ -14,6 +14,8 @@ JOBS    ?= 2
 ifdef CONVLIB_DATA
 export CONVLIB_DATA := $(abspath $(CONVLIB_DATA))
 endif
+# Always test and run the convlib of *this* checkout (also in a git worktree sharing .venv).
+export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Reproducible hashing (set iteration order) in every kernel.
 export PYTHONHASHSEED := 0
 

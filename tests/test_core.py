@@ -127,6 +127,32 @@ def test_im2col_small_example():
     assert y.flatten().tolist() == [44, 54, 64, 84, 94, 104, 124, 134, 144]
 
 
+def test_corr2d_seed_example():
+    X = torch.arange(30).reshape(5, 6)
+    K = torch.arange(8).reshape(2, 4)
+    Y = convlib.corr2d(X, K)
+    assert Y.tolist() == [[184, 212, 240], [352, 380, 408], [520, 548, 576], [688, 716, 744]]
+    torch.testing.assert_close(Y.double(), F.conv2d(X[None, None].double(), K[None, None].double())[0, 0])
+
+
+@given(cfg=conv_configs(max_groups=1))
+def test_corr2d_equals_F_conv2d_one_channel(cfg):
+    x, weight, _, _ = cfg
+    X, K = x[0, 0], weight[0, 0]
+    if K.shape[0] > X.shape[0] or K.shape[1] > X.shape[1]:
+        return
+    torch.testing.assert_close(convlib.corr2d(X, K), F.conv2d(X[None, None], K[None, None])[0, 0], **tol(x.dtype))
+
+
+def test_corr2d_bad_input():
+    with pytest.raises(ValueError, match="must be 2-D"):
+        convlib.corr2d(torch.ones(1, 3, 3), torch.ones(2, 2))
+    with pytest.raises(ValueError, match="does not fit"):
+        convlib.corr2d(torch.ones(3, 3), torch.ones(4, 2))
+    with pytest.raises(TypeError, match="K must be a torch.Tensor"):
+        convlib.corr2d(torch.ones(3, 3), [[1.0]])
+
+
 def test_same_padding_asymmetric_even_kernel():
     x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
     w = torch.randn(4, 3, 4, 2, dtype=torch.float64)

@@ -7,7 +7,7 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 """
 
 from .shapes import conv_output_size, conv2d_output_shape
-from .naive import conv2d_naive
+from .naive import conv2d_naive, corr2d
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from . import data, plot
 
@@ -17,6 +17,7 @@ __all__ = [
     "conv_output_size",
     "conv2d_output_shape",
     "conv2d_naive",
+    "corr2d",
     "im2col",
     "col2im",
     "conv2d_im2col",

@@ -12,7 +12,30 @@ import torch.nn.functional as F
 
 from ._checks import conv2d_args
 
-__all__ = ["conv2d_naive"]
+__all__ = ["conv2d_naive", "corr2d"]
+
+
+def corr2d(X, K):
+    """Single-channel 2-D cross-correlation, stride 1, no padding: two loops over the output.
+
+    ``Y[i, j] = sum(X[i:i+kh, j:j+kw] * K)`` for an H x W ``X`` and a kh x kw ``K`` (the d2l.ai ``corr2d``).
+    This is what deep learning calls a convolution, on one channel.
+    """
+    from ._checks import check_tensor
+
+    check_tensor(X, "X")
+    check_tensor(K, "K")
+    if X.dim() != 2 or K.dim() != 2:
+        raise ValueError(f"X and K must be 2-D (one channel), got shapes {tuple(X.shape)} and {tuple(K.shape)}")
+    kh, kw = K.shape
+    H, W = X.shape
+    if kh > H or kw > W or min(kh, kw) < 1:
+        raise ValueError(f"kernel {kh}x{kw} does not fit in the {H}x{W} input")
+    Y = torch.zeros(H - kh + 1, W - kw + 1, dtype=torch.promote_types(X.dtype, K.dtype))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i : i + kh, j : j + kw] * K).sum()
+    return Y
 
 
 def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
