@@ -9,6 +9,7 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 from .shapes import conv_output_size, conv2d_output_shape
 from .naive import conv2d_naive, corr2d
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
+from .shifted import conv2d_shifted
 from . import data, plot
 
 __version__ = "0.1.0"
@@ -24,4 +25,5 @@ __all__ = [
     "patch_view",
     "data",
     "plot",
+    "conv2d_shifted",
 ]
