@@ -10,6 +10,7 @@ from .shapes import conv_output_size, conv2d_output_shape
 from .naive import conv2d_naive, corr2d
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from .shifted import conv2d_shifted
+from .autograd import Conv2dFunction, Conv2d
 from . import data, plot
 
 __version__ = "0.1.0"
@@ -23,6 +24,8 @@ __all__ = [
     "col2im",
     "conv2d_im2col",
     "patch_view",
+    "Conv2dFunction",
+    "Conv2d",
     "data",
     "plot",
     "conv2d_shifted",
