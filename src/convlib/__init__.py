@@ -11,6 +11,7 @@ from .naive import conv2d_naive, corr2d
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from .shifted import conv2d_shifted
 from .autograd import Conv2dFunction, Conv2d
+from .toeplitz import conv_matrix, conv2d_toeplitz, conv_matrix_loops, doubly_blocked_toeplitz
 from . import data, plot
 
 __version__ = "0.1.0"
@@ -26,6 +27,10 @@ __all__ = [
     "patch_view",
     "Conv2dFunction",
     "Conv2d",
+    "conv_matrix",
+    "conv2d_toeplitz",
+    "conv_matrix_loops",
+    "doubly_blocked_toeplitz",
     "data",
     "plot",
     "conv2d_shifted",
