@@ -13,6 +13,7 @@ from .shifted import conv2d_shifted
 from .autograd import Conv2dFunction, Conv2d
 from .toeplitz import conv_matrix, conv2d_toeplitz, conv_matrix_loops, doubly_blocked_toeplitz
 from . import data, plot
+from . import nhwc
 
 __version__ = "0.1.0"
 
@@ -34,4 +35,5 @@ __all__ = [
     "data",
     "plot",
     "conv2d_shifted",
+    "nhwc",
 ]

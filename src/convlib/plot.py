@@ -223,3 +223,79 @@ def show_window_positions(size: int, kernel_size: int, stride: int = 1, padding:
     ax.set_title(title or (f"n={size}, k={kernel_size}, s={stride}, p={padding}, d={dilation}: "
                            f"{n_out} window positions"), fontsize=10)  # fmt: skip
     return ax
+
+
+def show_patch_column(x, weight, position=(0, 0), stride=1, padding=0, dilation=1, bias=0.0, channel: int = 0,
+                      axes=None, title: str | None = None):  # fmt: skip
+    """One receptive field, the column of the patch matrix it becomes, and the output pixel it produces.
+
+    ``x`` is one image, C x H x W (or H x W for C = 1); ``weight`` is one filter, C x kh x kw (or kh x kw);
+    ``position=(i, j)`` is the output pixel. Three panels, left to right: channel ``channel`` of the padded
+    input with the window of (i, j) outlined (its taps, when dilated); the patch matrix ``cols = im2col(x)``
+    (C*kh*kw x L) with column ``l = i*Wo + j`` outlined; the output ``Y = W_row @ cols + bias`` reshaped to
+    Ho x Wo with pixel (i, j) outlined. ``axes`` (three matplotlib axes) lets a caller draw frames of an
+    animation; returns the three axes.
+    """
+    import torch.nn.functional as F
+
+    from ._checks import pair
+    from .im2col import im2col
+
+    X = torch.as_tensor(x).detach().cpu()
+    Wt = torch.as_tensor(weight).detach().cpu()
+    X = X[None] if X.dim() == 2 else X
+    Wt = Wt[None] if Wt.dim() == 2 else Wt
+    if X.dim() != 3 or Wt.dim() != 3 or X.shape[0] != Wt.shape[0]:
+        raise ValueError(
+            f"x must be C x H x W and weight C x kh x kw with the same C, got {tuple(X.shape)} and {tuple(Wt.shape)}"
+        )
+    C, kh, kw = Wt.shape
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0), pair(
+        dilation, "dilation", minimum=1)  # fmt: skip
+    cols = im2col(X[None].to(Wt.dtype), (kh, kw), (sh, sw), (ph, pw), (dh, dw))[0]  # C*kh*kw x L
+    Ho = (X.shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = cols.shape[1] // Ho
+    i, j = position
+    if not (0 <= i < Ho and 0 <= j < Wo):
+        raise ValueError(f"position {position} is outside the {Ho} x {Wo} output")
+    if not 0 <= channel < C:
+        raise ValueError(f"channel must be in 0..{C - 1}, got {channel}")
+    l = i * Wo + j
+    Y = (Wt.reshape(1, -1) @ cols + bias).reshape(Ho, Wo)
+    Xp = F.pad(X[channel], (pw, pw, ph, ph))
+
+    own_figure = axes is None
+    if own_figure:
+        Hp, Wp = Xp.shape
+        K, L = cols.shape
+        ratios = [Wp + 1.5, L + 2.5, max(Wo, 3) + 2.5]
+        height = min(5.0, 0.32 * max(Hp, K) + 1.6)
+        fig, axes = plt.subplots(1, 3, figsize=(max_fig_width, height), gridspec_kw={"width_ratios": ratios})
+        if title:
+            fig.suptitle(title)
+    ax_in, ax_cols, ax_out = axes
+    taps = [(i * sh + u * dh, j * sw + v * dw) for u in range(kh) for v in range(kw)]
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    window = (i * sh, j * sw, *span) if (dh, dw) == (1, 1) else None
+    show_grid(Xp, ax=ax_in, padding=(ph, pw), window=window, cells=taps if window is None else (),
+              title=f"input X (channel {channel})\nwindow of output ({i}, {j})")  # fmt: skip
+    rows = [f"{c},{u},{v}" for c in range(C) for u in range(kh) for v in range(kw)]
+    show_matrix(cols, ax=ax_cols, highlight_cols=[l], title=f"patch matrix cols\ncolumn l = {i}*{Wo}+{j} = {l}",
+                xlabel="l (output position)", ylabel="row (c, u, v)" if len(rows) <= 27 else "row",
+                yticklabels=rows if len(rows) <= 27 else "auto")  # fmt: skip
+    if len(rows) <= 27:  # the rows that came from the channel drawn on the left, in bold
+        ax_cols.tick_params(axis="y", labelrotation=0)
+        for r, label in enumerate(ax_cols.get_yticklabels()):
+            if channel * kh * kw <= r < (channel + 1) * kh * kw:
+                label.set_fontweight("bold")
+    value = format(float(Y[i, j]), ".0f" if _integral(Y.numpy()) else ".2f")
+    show_grid(Y, ax=ax_out, role="output", window=(i, j, 1, 1),
+              title=f"output Y\nY[{i}, {j}] = {value}")  # fmt: skip
+    for ax in axes:
+        ax.title.set_fontsize(10)
+    if own_figure:
+        ax_in.figure.tight_layout()
+    return axes
+
+
+__all__ += ["show_patch_column"]
