@@ -12,6 +12,7 @@ from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from .shifted import conv2d_shifted
 from .autograd import Conv2dFunction, Conv2d
 from .toeplitz import conv_matrix, conv2d_toeplitz, conv_matrix_loops, doubly_blocked_toeplitz
+from .transposed import conv_transpose2d, transposed_output_size, insert_zeros, flip_swap_kernel
 from . import data, plot
 from . import nhwc
 
@@ -32,6 +33,10 @@ __all__ = [
     "conv2d_toeplitz",
     "conv_matrix_loops",
     "doubly_blocked_toeplitz",
+    "conv_transpose2d",
+    "transposed_output_size",
+    "insert_zeros",
+    "flip_swap_kernel",
     "data",
     "plot",
     "conv2d_shifted",

@@ -1,0 +1,288 @@
+"""Transposed convolution: the convolution matrix's transpose, computed three equal ways.
+
+A convolution with weight ``W`` maps an image of size Ho x Wo to one of size H x W by a matrix ``M``
+(chapter 3). The *transposed* convolution with the same ``W`` multiplies by ``M^T``: it maps H x W back to
+Ho x Wo. Shapes go back; values do not (``M^T`` is not ``M``'s inverse), which is why "deconvolution" is a
+misnomer. PyTorch's ``F.conv_transpose2d(y, W)`` is exactly this map, with the same ``W``: its layout
+C_in x C_out/groups x kh x kw is the layout of the convolution it transposes, read backwards.
+
+``conv_transpose2d(..., method=...)`` computes it three ways, all equal to ``F.conv_transpose2d``:
+
+* ``'matrix'``: build ``M`` with :func:`convlib.conv_matrix` and multiply by its transpose;
+* ``'scatter'``: every input pixel stamps a scaled copy of the kernel into the output: ``col2im(W^T @ Y)``;
+* ``'zero_insertion'``: insert s-1 zeros between input pixels, pad by d(k-1)-p, and run an ordinary
+  (stride-1) convolution with the kernel rotated 180 degrees and its in/out channels swapped.
+
+The output size along each axis is ``(i - 1)*s - 2p + d(k - 1) + output_padding + 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import _is_int, check_floating, check_groups, check_size, check_tensor, pair
+from .im2col import col2im, conv2d_im2col
+
+__all__ = ["conv_transpose2d", "transposed_output_size", "insert_zeros", "flip_swap_kernel", "TRANSPOSED_METHODS"]
+
+TRANSPOSED_METHODS = ("scatter", "zero_insertion", "matrix")
+
+
+def _size(i: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    return (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def transposed_output_size(size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1) -> int:
+    """The output length of a transposed convolution along one axis, as ``nn.ConvTranspose2d`` computes it.
+
+    ``(size - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1``
+
+    It undoes the *shape* arithmetic of a convolution: a convolution with the same arguments maps an input
+    of this length back to ``size``. Because the convolution's formula has a floor, ``stride`` input lengths
+    map to the same ``size``; ``output_padding`` (0 .. stride-1, or less than ``dilation``) picks which one.
+
+    >>> transposed_output_size(4, 3, stride=2, padding=1)                    # 4 -> 7
+    7
+    >>> transposed_output_size(4, 3, stride=2, padding=1, output_padding=1)  # 4 -> 8: exact 2x upsampling
+    8
+    """
+    size = check_size(size, "size")
+    kernel_size = check_size(kernel_size, "kernel_size")
+    for name, value, minimum in (("stride", stride, 1), ("padding", padding, 0), ("output_padding", output_padding, 0),
+                                 ("dilation", dilation, 1)):  # fmt: skip
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    _check_output_padding((output_padding,), (stride,), (dilation,), ("",))
+    n = _size(size, kernel_size, stride, padding, output_padding, dilation)
+    if n < 1:
+        raise ValueError(_too_small(size, kernel_size, stride, padding, output_padding, dilation, n))
+    return n
+
+
+def _too_small(i, k, s, p, op, d, n, axis=""):
+    where = f" along the {axis}" if axis else ""
+    return (
+        f"the output of the transposed convolution would be empty{where}: (i-1)*s - 2p + d(k-1) + output_padding + 1"
+        f" = ({i}-1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}; use a smaller padding (at most {(n - 1 + 2 * p) // 2}"
+        f" here) or a larger input"
+    )
+
+
+def _check_output_padding(output_padding, stride, dilation, axes) -> None:
+    for op, s, d, axis in zip(output_padding, stride, dilation, axes):
+        if not (op < s or op < d):
+            where = f" along the {axis}" if axis else ""
+            raise ValueError(
+                f"output_padding must be smaller than the stride or the dilation{where}: got output_padding={op} "
+                f"with stride {s} and dilation {d}. It only chooses among the {max(s, d)} output sizes that a "
+                f"convolution maps to the same input size; it is not extra zero padding"
+            )
+
+
+@dataclass
+class TransposedArgs:
+    """Checked and normalised arguments of a 2-D transposed convolution."""
+
+    x: torch.Tensor  # N x C_in x H x W
+    weight: torch.Tensor  # C_in x C_out/g x kh x kw
+    bias: torch.Tensor | None
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    unbatched: bool
+
+    @property
+    def kernel_size(self):
+        return (self.weight.shape[2], self.weight.shape[3])
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def output_hw(self):
+        return tuple(
+            _size(self.x.shape[2 + a], self.kernel_size[a], self.stride[a], self.padding[a], self.output_padding[a],
+                  self.dilation[a])  # fmt: skip
+            for a in (0, 1)
+        )
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y[0] if self.unbatched else y
+
+
+def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Check the arguments of ``conv_transpose2d`` (PyTorch's order and layouts) and normalise them."""
+    check_tensor(x, "input")
+    check_tensor(weight, "weight")
+    check_floating(x, "input")
+    check_floating(weight, "weight")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"input must be 4-D (N, C_in, H, W) or 3-D unbatched (C_in, H, W), got shape {tuple(x.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(
+            f"weight must be 4-D (C_in, C_out/groups, kh, kw) as in nn.ConvTranspose2d, got shape {tuple(weight.shape)}"
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input and weight must have the same dtype, got {x.dtype} and {weight.dtype}")
+    if x.device != weight.device:
+        raise ValueError(f"input and weight must be on the same device, got {x.device} and {weight.device}")
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
+    unbatched = x.dim() == 3
+    x4 = x.unsqueeze(0) if unbatched else x
+    if min(x4.shape) < 1:
+        raise ValueError(f"input must not have an empty dimension, got shape {tuple(x.shape)}")
+    groups = check_groups(groups)
+    C = x4.shape[1]
+    if weight.shape[0] != C:
+        raise ValueError(
+            f"input has {C} channels but the weight has weight.shape[0] = {weight.shape[0]}: a transposed "
+            f"convolution's weight is C_in x C_out/groups x kh x kw (in-channels first, the reverse of conv2d's)"
+        )
+    if C % groups:
+        raise ValueError(f"groups={groups} does not divide the input's {C} channels")
+    out_channels = weight.shape[1] * groups
+    if bias is not None:
+        check_tensor(bias, "bias")
+        if bias.dim() != 1 or bias.shape[0] != out_channels:
+            raise ValueError(
+                f"bias must be 1-D with {out_channels} entries (one per out-channel: weight.shape[1] * groups), "
+                f"got shape {tuple(bias.shape)}"
+            )
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"bias must have the weight's dtype {weight.dtype}, got {bias.dtype}")
+        if bias.device != weight.device:
+            raise ValueError(f"bias must be on the weight's device {weight.device}, got {bias.device}")
+    if isinstance(padding, str):
+        raise TypeError(
+            f"padding must be an int or a pair of ints (h, w), got {padding!r}: a transposed convolution has no "
+            f"'same' or 'valid' (as in PyTorch)"
+        )
+    stride = pair(stride, "stride", minimum=1)
+    padding = pair(padding, "padding", minimum=0)
+    output_padding = pair(output_padding, "output_padding", minimum=0)
+    dilation = pair(dilation, "dilation", minimum=1)
+    _check_output_padding(output_padding, stride, dilation, ("height", "width"))
+    a = TransposedArgs(x4, weight, bias, stride, padding, output_padding, dilation, groups, unbatched)
+    for axis, n, i, k, s, p, op, d in zip(("height", "width"), a.output_hw, x4.shape[2:], a.kernel_size, stride,
+                                          padding, output_padding, dilation):  # fmt: skip
+        if n < 1:
+            raise ValueError(_too_small(i, k, s, p, op, d, n, axis))
+    return a
+
+
+def insert_zeros(x: torch.Tensor, stride) -> torch.Tensor:
+    """Put ``stride - 1`` zeros between neighbouring pixels of the last two axes (none around the border).
+
+    An H x W image becomes ((H-1)*sh + 1) x ((W-1)*sw + 1): the input of the zero-insertion view of a
+    transposed convolution (what conv_arithmetic calls a "fractionally strided" convolution).
+    """
+    check_tensor(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape {tuple(x.shape)}")
+    sh, sw = pair(stride, "stride", minimum=1)
+    H, W = x.shape[-2:]
+    up = x.new_zeros(*x.shape[:-2], (H - 1) * sh + 1, (W - 1) * sw + 1)
+    up[..., ::sh, ::sw] = x
+    return up
+
+
+def flip_swap_kernel(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The ordinary-convolution weight equivalent to a transposed convolution's weight.
+
+    ``weight`` is C_in x C_out/g x kh x kw (``nn.ConvTranspose2d``'s layout). Within each group the in- and
+    out-channel axes are swapped, giving C_out x C_in/g x kh x kw (``nn.Conv2d``'s layout), and every kernel is
+    rotated by 180 degrees (flipped along both spatial axes).
+    """
+    check_tensor(weight, "weight")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D (C_in, C_out/groups, kh, kw), got shape {tuple(weight.shape)}")
+    g = check_groups(groups)
+    C_in, C_out_g, kh, kw = weight.shape
+    if C_in % g:
+        raise ValueError(f"groups={g} does not divide the weight's {C_in} in-channels")
+    swapped = weight.reshape(g, C_in // g, C_out_g, kh, kw).transpose(1, 2).reshape(g * C_out_g, C_in // g, kh, kw)
+    return swapped.flip(2, 3)
+
+
+def _scatter(a: TransposedArgs) -> torch.Tensor:
+    """col2im(W^T @ Y): every input pixel's column of W^T @ Y is a copy of the kernel scaled by that pixel."""
+    N, C_in, H, W = a.x.shape
+    g = a.groups
+    _, C_out_g, kh, kw = a.weight.shape
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = a.stride, a.padding, a.output_padding, a.dilation
+    Y = a.x.reshape(N, g, C_in // g, H * W)  # one column per input pixel
+    W_T = a.weight.reshape(g, C_in // g, C_out_g * kh * kw).transpose(1, 2)  # C_out/g*kh*kw x C_in/g per group
+    stamps = torch.matmul(W_T, Y).reshape(N, g * C_out_g * kh * kw, H * W)  # column l: the stamp of pixel l
+    # Add every stamp onto the full canvas, pixel (i, j) at (i*s, j*s) ...
+    Hf, Wf = (H - 1) * sh + dh * (kh - 1) + 1, (W - 1) * sw + dw * (kw - 1) + 1
+    full = col2im(stamps, (Hf, Wf), (kh, kw), a.stride, 0, a.dilation)
+    # ... then cut `padding` off each side; output_padding adds rows/columns at the bottom/right (zero only
+    # where the canvas ends: where padding >= output_padding they are canvas rows that would have been cut).
+    full = F.pad(full, (0, opw, 0, oph))
+    Ho, Wo = a.output_hw
+    return full[:, :, ph : ph + Ho, pw : pw + Wo]
+
+
+def _zero_insertion(a: TransposedArgs) -> torch.Tensor:
+    """Insert zeros, pad by d(k-1)-p (+ output_padding at the bottom/right), convolve with the flipped kernel."""
+    (kh, kw), (ph, pw), (oph, opw), (dh, dw) = a.kernel_size, a.padding, a.output_padding, a.dilation
+    up = insert_zeros(a.x, a.stride)
+    qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw  # negative: crop instead of pad
+    up = F.pad(up, (qw, qw + opw, qh, qh + oph))
+    return conv2d_im2col(up, flip_swap_kernel(a.weight, a.groups), None, 1, 0, a.dilation, a.groups)
+
+
+def _matrix(a: TransposedArgs) -> torch.Tensor:
+    """M^T @ Y: M is the matrix of the convolution (same weight) that maps C_out x Ho x Wo to C_in x H x W."""
+    from .toeplitz import conv_matrix
+
+    N, C_in, H, W = a.x.shape
+    Ho, Wo = a.output_hw
+    M = conv_matrix(a.weight, (a.out_channels, Ho, Wo), a.stride, a.padding, a.dilation, a.groups)  # sparse CSR
+    # The convolution returns floor(output_padding / s) more rows (columns) than H (W) when output_padding >= s
+    # (allowed if it is below the dilation); no pixel of x sits there, so those entries of Y are zero.
+    Hc, Wc = _conv_hw(a, Ho, Wo)
+    Y = F.pad(a.x, (0, Wc - W, 0, Hc - H)).reshape(N, C_in * Hc * Wc).T  # one flattened image per column
+    out = M.mT @ Y  # (C_out*Ho*Wo) x N
+    return out.T.reshape(N, a.out_channels, Ho, Wo)
+
+
+def _conv_hw(a: TransposedArgs, Ho: int, Wo: int):
+    """The output size of the convolution that the transposed convolution transposes (>= the input size)."""
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip((Ho, Wo), a.kernel_size, a.stride, a.padding, a.dilation)
+    )
+
+
+_METHODS = {"scatter": _scatter, "zero_insertion": _zero_insertion, "matrix": _matrix}
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                     method="scatter"):  # fmt: skip
+    """2-D transposed convolution, equal to ``torch.nn.functional.conv_transpose2d`` (same arguments, same order).
+
+    ``x`` is N x C_in x H x W (or unbatched C_in x H x W); ``weight`` is C_in x C_out/groups x kh x kw (the
+    layout of ``nn.ConvTranspose2d``, which is that of the convolution it transposes); ``bias`` has C_out
+    entries. The output is N x C_out x Ho x Wo with ``Ho = (H-1)*s - 2p + d(kh-1) + output_padding + 1``.
+    ``output_padding`` must be smaller than the stride or the dilation (per axis).
+
+    ``method``: ``'scatter'`` (col2im of W^T @ Y), ``'zero_insertion'`` (zeros between pixels, then an
+    ordinary convolution with the 180-degree-rotated, channel-swapped kernel) or ``'matrix'`` (M^T @ y with
+    the sparse convolution matrix M of :func:`convlib.conv_matrix`).
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {TRANSPOSED_METHODS}, got {method!r}")
+    a = transposed_args(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    return a.finish(_METHODS[method](a))
