@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import convlib
 
-CONV_METHODS = [convlib.conv2d_naive, convlib.conv2d_im2col]
+CONV_METHODS = [convlib.conv2d_naive, convlib.conv2d_im2col, convlib.conv2d_loops]
 
 
 # ---------------------------------------------------------------- equal to PyTorch, property-based

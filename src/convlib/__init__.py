@@ -7,12 +7,13 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 """
 
 from .shapes import conv_output_size, conv2d_output_shape
-from .naive import conv2d_naive, corr2d
+from .naive import conv2d_naive, corr2d, conv2d_loops
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from .shifted import conv2d_shifted
 from .autograd import Conv2dFunction, Conv2d
 from .toeplitz import conv_matrix, conv2d_toeplitz, conv_matrix_loops, doubly_blocked_toeplitz
 from .transposed import conv_transpose2d, transposed_output_size, insert_zeros, flip_swap_kernel
+from .entry import entry_products, EntryProducts
 from . import data, plot
 from . import nhwc
 
@@ -23,6 +24,7 @@ __all__ = [
     "conv2d_output_shape",
     "conv2d_naive",
     "corr2d",
+    "conv2d_loops",
     "im2col",
     "col2im",
     "conv2d_im2col",
@@ -37,6 +39,8 @@ __all__ = [
     "transposed_output_size",
     "insert_zeros",
     "flip_swap_kernel",
+    "entry_products",
+    "EntryProducts",
     "data",
     "plot",
     "conv2d_shifted",

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ._checks import conv2d_args
 
-__all__ = ["conv2d_naive", "corr2d"]
+__all__ = ["conv2d_naive", "corr2d", "conv2d_loops"]
 
 
 def corr2d(X, K):
@@ -71,3 +71,40 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
                         acc += pixel @ w[:, :, u, v].T  # (N x Cg) @ (Cg x Og)
                 y[:, cout, i, j] = acc
     return a.finish(y)
+
+
+def _loop_nest(X, W, Y, stride, dilation, groups):
+    """The seven loops on nested Python lists: X is N x C x H x W (padded), W is O x C/g x kh x kw, Y zeros."""
+    (sh, sw), (dh, dw) = stride, dilation
+    N, O, Ho, Wo = len(Y), len(Y[0]), len(Y[0][0]), len(Y[0][0][0])
+    Cg, kh, kw = len(W[0]), len(W[0][0]), len(W[0][0][0])
+    for n in range(N):
+        for o in range(O):
+            c0 = (o // (O // groups)) * Cg  # first input channel of the group that output channel o reads
+            for c in range(Cg):
+                for i in range(Ho):
+                    for j in range(Wo):
+                        for u in range(kh):
+                            for v in range(kw):
+                                Y[n][o][i][j] += W[o][c][u][v] * X[n][c0 + c][i * sh + u * dh][j * sw + v * dw]
+    return Y
+
+
+def conv2d_loops(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution as seven scalar loops over n, o, c, i, j, u, v: one multiply-add per innermost step.
+
+    Same arguments and result as ``torch.nn.functional.conv2d`` (groups, int-or-pair stride/padding/dilation,
+    ``padding='same'``/``'valid'``, unbatched input). The tensors are converted to nested Python lists and
+    every one of the ``N * O * Ho * Wo * (C/g) * kh * kw`` multiply-adds is one Python statement, so this is
+    the definition written out and nothing else: correct, and about a million times slower than PyTorch.
+    The sums are accumulated in Python floats (double precision) and rounded to the input's dtype once.
+    """
+    a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)
+    (ph, pw) = a.padding
+    Ho, Wo = a.output_hw
+    xp = F.pad(a.x, (pw, pw, ph, ph))  # zero padding on every side
+    N, O = xp.shape[0], a.weight.shape[0]
+    zero = 0j if xp.is_complex() else 0.0
+    Y = [[[[zero] * Wo for _ in range(Ho)] for _ in range(O)] for _ in range(N)]
+    Y = _loop_nest(xp.tolist(), a.weight.tolist(), Y, a.stride, a.dilation, a.groups)
+    return a.finish(torch.tensor(Y, dtype=xp.dtype, device=xp.device))

@@ -299,3 +299,150 @@ def show_patch_column(x, weight, position=(0, 0), stride=1, padding=0, dilation=
 
 
 __all__ += ["show_patch_column"]
+
+
+# ---------------------------------------------------------------- chapter 1: one layer, one output entry
+
+__all__ += ["show_conv_layer", "show_entry_products"]
+
+
+def _taps_outline(ax, rows, cols, lw: float = 3.0):
+    """Outline the taps a window reads: one rectangle if they are contiguous, else every tap (dilation)."""
+    if rows[-1] - rows[0] == len(rows) - 1 and cols[-1] - cols[0] == len(cols) - 1:
+        outline(ax, rows[0], cols[0], len(rows), len(cols), lw=lw)
+    else:
+        for r in rows:
+            for c in cols:
+                outline(ax, r, c, lw=lw * 2 / 3)
+
+
+def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index=None, output: bool = True,
+                    title: str | None = None):  # fmt: skip
+    """One convolution layer laid out like the CS231n demo: padded input, filters, output, one panel per channel.
+
+    Column 1 holds the channels of the zero-padded input ``x`` (C x H x W, or 1 x C x H x W), one per row,
+    padding grey; then one column per filter ``W[o]`` (its C channels, orange, bias below); then, if ``output``,
+    the O output channels (green). ``index=(o, i, j)`` highlights output entry ``Y[o, i, j]``, the window it reads
+    in every input channel and the filter it uses. Groups are not drawn (every filter reads every channel).
+    Returns the figure.
+    """
+    from ._checks import conv2d_args
+    from .entry import entry_products
+    from .naive import conv2d_naive
+
+    a = conv2d_args(x, weight, bias, stride, padding, dilation)
+    if a.x.shape[0] != 1:
+        raise ValueError(f"show_conv_layer draws one image: input must be C x H x W or 1 x C x H x W, "
+                         f"got shape {tuple(x.shape)}")  # fmt: skip
+    if index is not None and (not isinstance(index, (tuple, list)) or len(index) != 3):
+        raise ValueError(f"index must be (o, i, j), got {index!r}")
+    ph, pw = a.padding
+    Xp = torch.nn.functional.pad(a.x, (pw, pw, ph, ph))[0].detach()
+    Wt = a.weight.detach()
+    C, Hp, Wp = Xp.shape
+    O, _, kh, kw = Wt.shape
+    Y = conv2d_naive(a.x, a.weight, a.bias, a.stride, a.padding, a.dilation)[0].detach() if output else None
+    ep = entry_products(a.x, a.weight, a.bias, a.stride, a.padding, a.dilation, index=(0, *index)) if index else None
+    pad = (Hp - a.x.shape[2]) // 2, (Wp - a.x.shape[3]) // 2  # the drawn ring ('same' may pad one side more)
+    pad = (ph, pw) if (Hp, Wp) == (a.x.shape[2] + 2 * ph, a.x.shape[3] + 2 * pw) else pad
+
+    nrows = max(C, O if output else 0)
+    widths = [Wp] + [kw] * O + ([Y.shape[2]] if output else [])
+    cell = min(0.32, (max_fig_width - 0.6 * len(widths)) / sum(widths))
+    fig, axes = plt.subplots(nrows, len(widths), figsize=(min(max_fig_width, cell * sum(widths) + 0.6 * len(widths)),
+                             nrows * (cell * Hp + 0.7)), gridspec_kw={"width_ratios": widths}, squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.set_visible(False)
+    vx = float(Xp.abs().max()) or 1.0
+    vw = float(Wt.abs().max()) or 1.0
+    for c in range(C):
+        ax = axes[c, 0]
+        ax.set_visible(True)
+        show_grid(Xp[c], ax=ax, padding=pad, vmax=vx, axis_labels=False, title=f"input X[{c}] (padded)")
+        # number rows and columns of the padded input, as i*s + u*d does (and entry_products prints)
+        ax.set_xticks(np.arange(Wp) + 0.5, labels=range(Wp))
+        ax.set_yticks(np.arange(Hp) + 0.5, labels=range(Hp))
+        ax.set_ylabel("padded row")
+        if c == C - 1:
+            ax.set_xlabel("padded column")
+        if ep is not None:
+            _taps_outline(ax, ep.rows, ep.cols)
+    for o in range(O):
+        for c in range(C):
+            ax = axes[c, 1 + o]
+            ax.set_visible(True)
+            show_grid(Wt[o, c], ax=ax, role="kernel", vmax=vw, axis_labels=False, title=f"W[{o}, {c}]")
+            if c == C - 1:
+                ax.set_xlabel("v" + (f"\nbias b[{o}] = {a.bias[o].item():g}" if a.bias is not None else ""))
+            if c == 0:
+                ax.set_ylabel("u")
+            if ep is not None and o == ep.index[1]:
+                outline(ax, 0, 0, kh, kw)
+    if output:
+        vy = float(Y.abs().max()) or 1.0
+        for o in range(O):
+            ax = axes[o, -1]
+            ax.set_visible(True)
+            show_grid(Y[o], ax=ax, role="output", vmax=vy, axis_labels=False, title=f"output Y[{o}]")
+            ax.set_ylabel("i")
+            ax.set_xlabel("j")
+            if ep is not None and o == ep.index[1]:
+                outline(ax, ep.index[2], ep.index[3])
+    if title is None:
+        title = (f"{C} x {a.x.shape[2]} x {a.x.shape[3]} input, {O} filters {C} x {kh} x {kw}, "
+                 f"stride {a.stride[0]}, padding {ph}")  # fmt: skip
+        if ep is not None:
+            o, i, j = index
+            title += f"\nY[{o}, {i}, {j}] = {ep.value.item():g} reads the outlined windows with filter W[{o}]"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_entry_products(ep, title: str | None = None):
+    """The hand computation of one output entry (from ``convlib.entry_products``) as a figure.
+
+    One row per input channel: the window it reads (taps on the zero padding grey, tick labels are rows and
+    columns of the padded input), times the filter, equals the elementwise products, whose sum is in the title.
+    Returns the figure.
+    """
+    n, o, i, j = ep.index
+    Cg, kh, kw = ep.weight.shape
+    fig, axes = plt.subplots(Cg, 3, figsize=(min(max_fig_width, 3 * (0.45 * kw + 1.3)), Cg * (0.45 * kh + 0.9)),
+                             squeeze=False)  # fmt: skip
+    vx = float(ep.window.abs().max()) or 1.0
+    vw = float(ep.weight.abs().max()) or 1.0
+    vp = float(ep.products.abs().max()) or 1.0
+    fmt = ".0f" if all(_integral(t.detach().cpu().numpy()) for t in (ep.window, ep.weight)) else ".2f"
+    pad = ep.in_padding
+    for k, c in enumerate(ep.channels):
+        axw, axk, axp = axes[k]
+        show_grid(ep.window[k], ax=axw, vmax=vx, fmt=fmt, axis_labels=False, title=f"window of X[{c}]")
+        for u in range(kh):
+            for v in range(kw):
+                if pad[u, v]:  # the value (0) drawn by show_grid stays on top of the grey
+                    axw.add_patch(Rectangle((v, u), 1, 1, facecolor=PALETTE["padding"], edgecolor="white", lw=1.0))
+        axw.set_xticks(np.arange(kw) + 0.5, labels=[str(col) for col in ep.cols])
+        axw.set_yticks(np.arange(kh) + 0.5, labels=[str(r) for r in ep.rows])
+        axw.set_ylabel("padded row")
+        show_grid(ep.weight[k], ax=axk, role="kernel", vmax=vw, fmt=fmt, axis_labels=False, title=f"W[{o}, {c}]")
+        prod_fmt = ".0f" if _integral(ep.products[k].detach().cpu().numpy()) else ".2f"
+        # + 0.0 turns the -0 of a negative weight times a zero into 0
+        show_grid(ep.products[k] + 0.0, ax=axp, role="output", vmax=vp, fmt=prod_fmt, axis_labels=False,
+                  title=f"products: sum {ep.channel_sums[k].item():g}")  # fmt: skip
+        for ax, sign in ((axk, "\u00d7"), (axp, "=")):
+            ax.text(-0.35, 0.5, sign, transform=ax.transAxes, ha="center", va="center", fontsize=16)
+        if k == Cg - 1:
+            axw.set_xlabel("padded column")
+            axk.set_xlabel("v")
+            axp.set_xlabel("v")
+        axk.set_ylabel("u")
+    if title is None:
+        terms = " + ".join(f"({s:g})" if s < 0 else f"{s:g}" for s in ep.channel_sums.tolist())
+        if ep.bias is not None:
+            b = ep.bias.item()
+            terms += f" + {f'({b:g})' if b < 0 else f'{b:g}'} (bias)"
+        title = f"Y[{n}, {o}, {i}, {j}] = {terms} = {ep.value.item():g}"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
