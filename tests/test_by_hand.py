@@ -33,7 +33,8 @@ def test_conv2d_loops_cs231n_layout():
 def test_conv2d_loops_depthwise_groups():
     x = torch.randn(2, 4, 6, 5, dtype=torch.float64)
     w = torch.randn(8, 1, 3, 2, dtype=torch.float64)
-    torch.testing.assert_close(convlib.conv2d_loops(x, w, groups=4, stride=(2, 1)), F.conv2d(x, w, groups=4, stride=(2, 1)))
+    expected = F.conv2d(x, w, groups=4, stride=(2, 1))
+    torch.testing.assert_close(convlib.conv2d_loops(x, w, groups=4, stride=(2, 1)), expected)
 
 
 def test_conv2d_loops_keeps_dtype():
@@ -244,3 +245,37 @@ def test_show_entry_products_figure():
         assert "-0" not in texts
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------- conv2d_macs
+
+
+@given(cfg=conv_configs(max_groups=3, allow_same=True))
+def test_conv2d_macs_counts_one_per_output_and_weight_of_its_group(cfg):
+    x, weight, bias, kw = cfg
+    y = F.conv2d(x, weight, bias, **kw)
+    expected = y.numel() * weight.shape[1] * weight.shape[2] * weight.shape[3]
+    assert convlib.conv2d_macs(tuple(x.shape), tuple(weight.shape), **kw) == expected
+    assert convlib.conv2d_macs(tuple(x.shape[1:]), list(weight.shape), **kw) == expected // x.shape[0]
+
+
+def test_conv2d_macs_examples_and_errors():
+    assert convlib.conv2d_macs((1, 3, 5, 5), (2, 3, 3, 3), stride=2, padding=1) == 18 * 27
+    assert convlib.conv2d_macs((10, 8, 32, 32), (16, 8, 3, 3), padding=1) == 10 * 16 * 32 * 32 * 8 * 9
+    assert convlib.conv2d_macs((10, 8, 32, 32), (8, 1, 3, 3), padding=1, groups=8) == 10 * 8 * 32 * 32 * 9
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        convlib.conv2d_macs((1, 3), (2, 3, 3, 3))
+    with pytest.raises(TypeError, match="weight_shape must be a tuple of ints"):
+        convlib.conv2d_macs((1, 3, 5, 5), (2, 3, 3))
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        convlib.conv2d_macs((1, 3, 5, 5.0), (2, 3, 3, 3))
+    with pytest.raises(ValueError, match="input has 4 channels"):
+        convlib.conv2d_macs((1, 4, 5, 5), (2, 3, 3, 3))
+    with pytest.raises(ValueError, match="groups=2"):
+        convlib.conv2d_macs((1, 4, 5, 5), (3, 2, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="groups must be an int of at least 1"):
+        convlib.conv2d_macs((1, 4, 5, 5), (2, 4, 3, 3), groups=0)
+    with pytest.raises(ValueError, match="kernel larger than the padded input"):
+        convlib.conv2d_macs((1, 3, 2, 5), (2, 3, 3, 3))
+    with pytest.raises(ValueError, match="input_shape entry must be at least 1"):
+        convlib.conv2d_macs((0, 3, 5, 5), (2, 3, 3, 3))

@@ -6,7 +6,7 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 ``ValueError`` that names the problem.
 """
 
-from .shapes import conv_output_size, conv2d_output_shape
+from .shapes import conv_output_size, conv2d_output_shape, conv2d_macs
 from .naive import conv2d_naive, corr2d, conv2d_loops
 from .im2col import im2col, col2im, conv2d_im2col, patch_view
 from .shifted import conv2d_shifted
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "conv_output_size",
     "conv2d_output_shape",
+    "conv2d_macs",
     "conv2d_naive",
     "corr2d",
     "conv2d_loops",

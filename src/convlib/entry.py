@@ -23,8 +23,9 @@ class EntryProducts:
     """The pieces of one output entry ``Y[n, o, i, j]``; ``print`` it for the pen-and-paper table.
 
     ``rows`` and ``cols`` are the rows and columns of the *padded* input that the window reads (``i*s + u*d``
-    and ``j*s + v*d``), ``padding`` the zeros added before the first row and column (``input_size`` the H x W before padding), ``channels`` the input
-    channels read (all of them, or the group's). ``window``, ``weight`` and ``products`` are Cg x kh x kw.
+    and ``j*s + v*d``); ``padding`` is the number of zeros before the first row and column of the input, and
+    ``input_size`` its H x W before padding; ``channels`` are the input channels read (all of them, or the
+    group's). ``window``, ``weight`` and ``products`` are Cg x kh x kw.
     """
 
     index: tuple[int, int, int, int]  # (n, o, i, j)

@@ -349,8 +349,8 @@ def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index
     nrows = max(C, O if output else 0)
     widths = [Wp] + [kw] * O + ([Y.shape[2]] if output else [])
     cell = min(0.32, (max_fig_width - 0.6 * len(widths)) / sum(widths))
-    fig, axes = plt.subplots(nrows, len(widths), figsize=(min(max_fig_width, cell * sum(widths) + 0.6 * len(widths)),
-                             nrows * (cell * Hp + 0.7)), gridspec_kw={"width_ratios": widths}, squeeze=False)  # fmt: skip
+    figsize = (min(max_fig_width, cell * sum(widths) + 0.6 * len(widths)), nrows * (cell * Hp + 0.7))
+    fig, axes = plt.subplots(nrows, len(widths), figsize=figsize, gridspec_kw={"width_ratios": widths}, squeeze=False)
     for ax in axes.flat:
         ax.set_visible(False)
     vx = float(Xp.abs().max()) or 1.0
@@ -393,7 +393,8 @@ def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index
                  f"stride {a.stride[0]}, padding {ph}")  # fmt: skip
         if ep is not None:
             o, i, j = index
-            title += f"\nY[{o}, {i}, {j}] = {ep.value.item():g} reads the outlined windows with filter W[{o}]"
+            value = f" = {ep.value.item():g}" if output else ""
+            title += f"\nY[{o}, {i}, {j}]{value} reads the outlined windows with filter W[{o}]"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._checks import _is_int, check_size, out_size, pair
 
-__all__ = ["conv_output_size", "conv2d_output_shape"]
+__all__ = ["conv_output_size", "conv2d_output_shape", "conv2d_macs"]
 
 
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
@@ -61,3 +61,31 @@ def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1
     else:
         ph, pw = pair(padding, "padding", minimum=0)
     return (conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw))
+
+
+def conv2d_macs(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1) -> int:
+    """The number of multiply-adds of ``F.conv2d`` on these shapes: one per (n, o, i, j, c, u, v).
+
+    ``N * O * Ho * Wo * (C/groups) * kh * kw`` for an input of shape (N, C, H, W) (or unbatched (C, H, W)) and a
+    weight of shape (O, C/groups, kh, kw); the bias adds no multiplications and is not counted. This is how
+    often the innermost statement of ``convlib.conv2d_loops`` runs.
+
+    >>> conv2d_macs((1, 3, 5, 5), (2, 3, 3, 3), stride=2, padding=1)   # the CS231n demo: 18 outputs x 27
+    486
+    """
+    shapes = []
+    for name, shape, dims in (("input_shape", input_shape, (3, 4)), ("weight_shape", weight_shape, (4,))):
+        if not isinstance(shape, (tuple, list)) or len(shape) not in dims or not all(_is_int(s) for s in shape):
+            want = "(N, C, H, W) or (C, H, W)" if name == "input_shape" else "(O, C/groups, kh, kw)"
+            raise TypeError(f"{name} must be a tuple of ints {want}, got {shape!r}")
+        shapes.append([check_size(s, f"{name} entry") for s in shape])
+    ishape, (O, Cg, kh, kw) = shapes
+    N, C, H, W = ishape if len(ishape) == 4 else [1, *ishape]
+    if not _is_int(groups) or groups < 1:
+        raise ValueError(f"groups must be an int of at least 1, got {groups!r}")
+    if C % groups or O % groups or Cg * groups != C:
+        raise ValueError(f"input has {C} channels and weight_shape {tuple(weight_shape)} with groups={groups} "
+                         f"expects weight_shape[1] * groups = {Cg * groups} channels dividing into {groups} groups "
+                         f"(and O = {O} divisible by groups)")  # fmt: skip
+    Ho, Wo = conv2d_output_shape((H, W), (kh, kw), stride, padding, dilation)
+    return N * O * Ho * Wo * Cg * kh * kw
