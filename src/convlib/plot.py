@@ -447,3 +447,180 @@ def show_entry_products(ep, title: str | None = None):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- the convolution matrix (chapter 3)
+
+__all__ += ["kernel_row_colors", "show_conv_matrix", "show_toeplitz_blocks", "spy"]
+
+
+def kernel_row_colors(kh: int) -> list:
+    """``kh`` shades of the kernel colour, light to dark: one per kernel row (Toeplitz block)."""
+    light, dark = np.array(plt.matplotlib.colors.to_rgb("#F7C08F")), np.array(plt.matplotlib.colors.to_rgb("#9C4A0E"))
+    if kh == 1:
+        return [PALETTE["kernel"]]
+    return [tuple(light + (dark - light) * u / (kh - 1)) for u in range(kh)]
+
+
+def _stored(M, A: np.ndarray) -> np.ndarray:
+    """Where a matrix has entries: the stored pattern of a torch sparse matrix (explicit zeros included,
+    e.g. a kernel tap that happens to be 0), else the non-zeros of the dense array ``A``."""
+    if isinstance(M, torch.Tensor) and M.layout == torch.sparse_csr:
+        crow, col = M.crow_indices().cpu().numpy(), M.col_indices().cpu().numpy()
+        mask = np.zeros(M.shape, dtype=bool)
+        mask[np.repeat(np.arange(M.shape[0]), np.diff(crow)), col] = True
+        return mask
+    return A != 0
+
+
+def _split_shape(shape):
+    shape = tuple(int(n) for n in shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+def show_conv_matrix(M, in_shape, out_shape, ax=None, annot="auto", title=None, highlight_rows=(),
+                     xlabel=None, ylabel=None):  # fmt: skip
+    """The convolution matrix M as a heatmap in the kernel colour (zeros white), its structure ruled.
+
+    ``in_shape`` is (H, W) or (C, H, W) and ``out_shape`` (Ho, Wo) or (O, Ho, Wo): thin lines separate image
+    rows (every W columns, every Wo rows), thick lines channels (every H*W columns, Ho*Wo rows). Non-zero
+    entries are written in when M is at most 40 columns wide (``annot='auto'``). ``highlight_rows`` get the
+    bold outline. Accepts a dense or a torch sparse matrix; a sparse matrix's stored entries that are 0 (a
+    kernel tap of value 0) are written in and lightly tinted.
+    """
+    A = _to_numpy(M).astype(float)
+    C, H, W = _split_shape(in_shape)
+    O, Ho, Wo = _split_shape(out_shape)
+    if A.shape != (O * Ho * Wo, C * H * W):
+        raise ValueError(f"M has shape {A.shape}, not (O*Ho*Wo, C*H*W) = {(O * Ho * Wo, C * H * W)}")
+    rows, cols = A.shape
+    if ax is None:
+        width = min(max_fig_width, 0.24 * cols + 1.5)
+        _, ax = plt.subplots(figsize=(width, min(8.0, (width - 1.5) * rows / cols + 1.2)))
+    if annot == "auto":
+        annot = cols <= 40
+    stored = _stored(M, A)
+    labels = False
+    if annot:
+        fmt = ".0f" if _integral(A) else ".1f"
+        labels = np.where(stored, np.vectorize(lambda a: format(a, fmt))(A), "")
+    signed = bool(A.size and A.min() < 0)
+    norm = _norm(A, signed, None)
+    sns.heatmap(A, ax=ax, cmap=role_cmap("kernel", signed), vmin=norm.vmin, vmax=norm.vmax, annot=labels,
+                fmt="", cbar=False, linewidths=0.0, xticklabels=False, yticklabels=False,
+                annot_kws={"fontsize": 7})  # fmt: skip
+    for r, c in zip(*np.nonzero(stored & (A == 0))):  # stored entries whose value is 0: a light tint
+        ax.add_patch(Rectangle((c, r), 1, 1, facecolor=PALETTE["kernel"], alpha=0.15, lw=0))
+    for c in range(0, cols + 1, W):
+        ax.axvline(c, color="#000000" if c % (H * W) == 0 else "#BBBBBB", lw=1.5 if c % (H * W) == 0 else 0.6)
+    for r in range(0, rows + 1, Wo):
+        ax.axhline(r, color="#000000" if r % (Ho * Wo) == 0 else "#BBBBBB", lw=1.5 if r % (Ho * Wo) == 0 else 0.6)
+    if C == 1 and H <= 16:
+        ax.set_xticks(np.arange(H) * W + W / 2, labels=[f"r={r}" for r in range(H)], fontsize=8)
+    elif C > 1:
+        ax.set_xticks(np.arange(C) * H * W + H * W / 2, labels=[f"c={c}" for c in range(C)], fontsize=8)
+    if O == 1 and Ho <= 16:
+        ax.set_yticks(np.arange(Ho) * Wo + Wo / 2, labels=[f"i={i}" for i in range(Ho)], fontsize=8, rotation=0)
+    elif O > 1:
+        ax.set_yticks(np.arange(O) * Ho * Wo + Ho * Wo / 2, labels=[f"o={o}" for o in range(O)], fontsize=8,
+                      rotation=0)  # fmt: skip
+    ax.tick_params(length=0)
+    for r in np.atleast_1d(highlight_rows):
+        outline(ax, int(r), 0, 1, cols)
+    ax.set_xlabel(xlabel or "column = input pixel (c, r, q), flattened; blocks: image rows r")
+    ax.set_ylabel(ylabel or "row = output pixel (o, i, j)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_toeplitz_blocks(M, block_shape, kernel_rows, ax=None, title=None, annot="auto"):
+    """The doubly blocked Toeplitz structure: each block of M outlined and coloured by its kernel row.
+
+    ``block_shape`` is (Wo, W), the size of one Toeplitz block; ``kernel_rows`` is the Ho x H grid of kernel
+    row indices (-1 for a zero block), e.g. ``convlib.toeplitz.block_rows(kh, Ho, H)``. Block (i, r) holding
+    kernel row u is tinted with shade u of the kernel colour (light to dark), its non-zeros drawn in full
+    colour, outlined, and labelled T_u.
+    """
+    A = _to_numpy(M).astype(float)
+    bh, bw = block_shape
+    K = np.asarray(kernel_rows)
+    if A.shape != (K.shape[0] * bh, K.shape[1] * bw):
+        raise ValueError(f"M has shape {A.shape}, but {K.shape} blocks of {block_shape} make "
+                         f"{(K.shape[0] * bh, K.shape[1] * bw)}")  # fmt: skip
+    stored = _stored(M, A)
+    kh = int(K.max()) + 1
+    shades = kernel_row_colors(kh)
+    rgba = np.ones(A.shape + (4,))
+    for (i, r), u in np.ndenumerate(K):
+        if u < 0:
+            continue
+        block = (slice(i * bh, (i + 1) * bh), slice(r * bw, (r + 1) * bw))
+        light = np.array(plt.matplotlib.colors.to_rgba(shades[u]))
+        rgba[block] = 0.78 + 0.22 * light  # a light tint of the block's colour
+        rgba[block][stored[block]] = light
+    rows, cols = A.shape
+    if ax is None:
+        width = min(max_fig_width, 0.24 * cols + 1.5)
+        _, ax = plt.subplots(figsize=(width, min(8.0, (width - 1.5) * rows / cols + 1.4)))
+    ax.imshow(rgba, extent=(0, cols, rows, 0), interpolation="nearest")
+    if annot == "auto":
+        annot = cols <= 40
+    fmt = ".0f" if _integral(A) else ".1f"
+    for (i, r), u in np.ndenumerate(K):
+        if u < 0:
+            continue
+        outline(ax, i * bh, r * bw, bh, bw, color=shades[u], lw=2.0)
+        if annot:
+            for a in range(bh):
+                for b in range(bw):
+                    if stored[i * bh + a, r * bw + b]:
+                        v = A[i * bh + a, r * bw + b]
+                        ax.text(r * bw + b + 0.5, i * bh + a + 0.5, format(v, fmt), ha="center", va="center",
+                                fontsize=7, color="white" if u > (kh - 1) / 2 else "black")  # fmt: skip
+        else:
+            ax.text(r * bw + bw / 2, i * bh + bh / 2, f"$T_{u}$", ha="center", va="center", fontsize=9)
+    ax.set_xticks(np.arange(K.shape[1]) * bw + bw / 2, labels=[f"r={r}" for r in range(K.shape[1])], fontsize=8)
+    ax.set_yticks(np.arange(K.shape[0]) * bh + bh / 2, labels=[f"i={i}" for i in range(K.shape[0])], fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_xlabel("block column r (input image row)")
+    ax.set_ylabel("block row i (output image row)")
+    handles = [Rectangle((0, 0), 1, 1, facecolor=shades[u], label=f"$T_{u}$: kernel row {u}") for u in range(kh)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def spy(M, ax=None, title=None, block_shape=None, xlabel="column (input pixel, flattened)",
+        ylabel="row (output pixel, flattened)"):  # fmt: skip
+    """The sparsity pattern of a matrix: non-zeros in the kernel colour, zeros white.
+
+    ``block_shape=(rows, cols)`` rules the matrix into blocks (e.g. (Ho*Wo, H*W): one block per
+    (out-channel, in-channel) pair). The default title gives the shape, the number of non-zeros and the
+    density. Accepts a dense or a torch sparse matrix (then its stored entries are drawn).
+    """
+    A = _to_numpy(M)
+    rows, cols = A.shape
+    nz = _stored(M, A)
+    if ax is None:
+        width = min(max_fig_width, 6.0)
+        _, ax = plt.subplots(figsize=(width, min(8.0, width * rows / cols + 1.0)))
+    rgba = np.ones(A.shape + (4,))
+    rgba[nz] = plt.matplotlib.colors.to_rgba(PALETTE["kernel"])
+    ax.imshow(rgba, extent=(0, cols, rows, 0), interpolation="nearest", aspect="auto")
+    if block_shape is not None:
+        bh, bw = block_shape
+        for c in range(bw, cols, bw):
+            ax.axvline(c, color="#000000", lw=0.8)
+        for r in range(bh, rows, bh):
+            ax.axhline(r, color="#000000", lw=0.8)
+    ax.set_xlim(0, cols)
+    ax.set_ylim(rows, 0)
+    if title is None:
+        title = f"{rows} x {cols}, {int(nz.sum())} non-zeros ({nz.mean():.1%})"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return ax
