@@ -16,6 +16,7 @@ from .transposed import conv_transpose2d, transposed_output_size, insert_zeros, 
 from .entry import entry_products, EntryProducts
 from . import data, plot
 from . import nhwc
+from . import animate, widgets
 
 __version__ = "0.1.0"
 
@@ -46,4 +47,6 @@ __all__ = [
     "plot",
     "conv2d_shifted",
     "nhwc",
+    "animate",
+    "widgets",
 ]

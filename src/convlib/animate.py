@@ -1,0 +1,705 @@
+"""Animations that play in the static book: matplotlib ``FuncAnimation`` frames embedded as self-contained HTML.
+
+Each function takes PyTorch's arguments (an input, a weight, stride, padding, dilation), draws one frame per step
+of the computation in the book's colours (``convlib.plot.PALETTE``) and returns an :class:`Animation`: the
+``FuncAnimation`` (``.anim``), its figure, what every frame depicts (``.frames``: plain numbers) and the result
+the frames build up (``.values``), so that the next notebook cell can ``assert`` them against
+``torch.nn.functional.conv2d`` / ``conv_transpose2d``. Showing an :class:`Animation` as a cell's last value
+embeds it as HTML (``to_html()``): the frames as PNG images inside the page, play/pause/scrub controls in a few
+lines of JavaScript, no kernel and no network needed (matplotlib's link to a Font Awesome CDN is replaced by
+plain Unicode symbols).
+
+- :func:`window_sum` (chapter 1): the window slides over the padded multi-channel input; each frame shows the
+  per-channel products summed into one output entry.
+- :func:`patch_matrix` (chapter 2): the same window beside the patch matrix ``cols``; its column lights up and
+  the output pixel ``W_row @ cols[:, l] + b`` is filled in.
+- :func:`toeplitz_row` (chapter 3): the same step as row ``l`` of the convolution matrix ``M`` against the
+  flattened input.
+- :func:`transposed_stamp` (chapter 4): transposed convolution as stamping scaled copies of the kernel into
+  the output, overlaps adding up.
+- :func:`settings_explorer`: one frame per stride / padding / dilation setting, the output size annotated.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.animation import FuncAnimation, HTMLWriter
+from matplotlib.colors import Normalize
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from ._checks import check_groups, check_tensor, conv2d_args, out_size, pair
+from .im2col import col2im, im2col
+from .plot import PALETTE, max_fig_width, outline, role_cmap, show_grid, show_matrix
+
+__all__ = [
+    "Animation",
+    "to_html",
+    "window_sum",
+    "patch_matrix",
+    "toeplitz_row",
+    "conv_matrix_small",
+    "transposed_stamp",
+    "settings_explorer",
+    "DEFAULT_SETTINGS",
+]
+
+DPI = 80  # modest: the frames are PNGs embedded in the page
+MAX_KB = 300  # what one embedded animation may weigh
+
+# matplotlib's player uses Font Awesome icons from a CDN: offline they would be blank buttons.
+_ICONS = {
+    "fa fa-minus": "&minus;",
+    "fa fa-fast-backward": "&#x23EE;",
+    "fa fa-step-backward": "&#x23F4;&#x23F4;",
+    "fa fa-play fa-flip-horizontal": "&#x25C0;",
+    "fa fa-pause": "&#x23F8;",
+    "fa fa-play": "&#x25B6;",
+    "fa fa-step-forward": "&#x23F5;&#x23F5;",
+    "fa fa-fast-forward": "&#x23ED;",
+    "fa fa-plus": "+",
+}
+
+
+class _PaletteHTMLWriter(HTMLWriter):
+    """matplotlib's HTML writer, but every frame a palette PNG (at most ``colors`` colours).
+
+    The figures are flat colours and text, so a 64-colour palette looks the same as full colour at a third of
+    the size or less.
+    """
+
+    def __init__(self, *args, colors: int = 64, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.colors = colors
+
+    def grab_frame(self, **savefig_kwargs):
+        buf = BytesIO()
+        self.fig.savefig(buf, format="png", dpi=self.dpi, **savefig_kwargs)
+        image = Image.open(buf).convert("RGB").quantize(colors=self.colors, dither=Image.Dither.NONE)
+        out = BytesIO()
+        image.save(out, format="png", optimize=True)
+        self._saved_frames.append(base64.encodebytes(out.getvalue()).decode("ascii"))
+
+
+def to_html(anim: FuncAnimation, default_mode: str = "loop", max_kb: float = MAX_KB, colors: int = 64) -> str:
+    """A ``FuncAnimation`` as one self-contained HTML snippet, like ``to_jshtml`` but offline and small.
+
+    Frames are embedded as palette PNGs; matplotlib's link to a Font Awesome CDN (the button icons) is removed
+    and the icons replaced by Unicode symbols, so nothing is fetched from the network. Raises ``ValueError`` if
+    the HTML is larger than ``max_kb`` kilobytes (rather than matplotlib's silent dropping of frames past its
+    embed limit): use fewer frames, a smaller figure or a lower dpi.
+    """
+    interval = getattr(anim, "_interval", 1000)
+    with TemporaryDirectory() as tmp:
+        path = Path(tmp, "animation.html")
+        writer = _PaletteHTMLWriter(fps=1000 / interval, embed_frames=True, default_mode=default_mode,
+                                    colors=colors)  # fmt: skip
+        anim.save(str(path), writer=writer, dpi=anim._fig.dpi)
+        text = path.read_text()
+    text = re.sub(r"<link rel=\"stylesheet\"\s*href=\"https?://[^\"]*font-awesome[^\"]*\">", "", text)
+    for cls, symbol in _ICONS.items():
+        text = text.replace(f'<i class="{cls}"></i>', f'<span class="anim-icon">{symbol}</span>')
+    if re.search(r"(src|href)=\"https?://", text):
+        raise RuntimeError("the animation's HTML refers to a network resource; it would not play offline")
+    kb = len(text.encode()) / 1024
+    if kb > max_kb:
+        raise ValueError(f"the animation's HTML is {kb:.0f} KB, more than max_kb={max_kb}: use fewer frames, "
+                         "a smaller figure or a lower dpi")  # fmt: skip
+    return text
+
+
+@dataclass
+class Animation:
+    """An animation and the numbers it depicts.
+
+    ``anim``: the ``FuncAnimation``; ``fig``: its figure (closed, so that a notebook does not also show it as a
+    still image); ``frames``: one dict per frame with the numbers that frame shows; ``values``: the tensor the
+    animation builds (e.g. the output channel it fills in), to compare with PyTorch.
+    """
+
+    anim: FuncAnimation
+    fig: plt.Figure
+    frames: list
+    values: torch.Tensor
+    title: str = ""
+    default_mode: str = "loop"
+    max_kb: float = MAX_KB
+    _html: str | None = field(default=None, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    def to_html(self) -> str:
+        if self._html is None:
+            self._html = to_html(self.anim, self.default_mode, self.max_kb)
+        return self._html
+
+    @property
+    def size_kb(self) -> float:
+        return len(self.to_html().encode()) / 1024
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return f"<Animation {self.title!r}: {self.n_frames} frames>"
+
+
+def _make(fig, draw, frames, values, title, interval=1000) -> Animation:
+    anim = FuncAnimation(fig, draw, frames=len(frames), interval=interval, repeat=True)
+    plt.close(fig)
+    return Animation(anim, fig, frames, values, title)
+
+
+# ---------------------------------------------------------------- shared drawing
+
+
+def _single_image_args(x, weight, bias, stride, padding, dilation):
+    """Check like ``F.conv2d`` and insist on one image and groups=1 (what the pictures show)."""
+    a = conv2d_args(x, weight, bias, stride, padding, dilation, 1)
+    if a.x.shape[0] != 1:
+        raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape "
+                         f"{tuple(x.shape)}")  # fmt: skip
+    return a
+
+
+def _window_cells(i, j, kernel, stride, dilation):
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    return [(i * sh + u * dh, j * sw + v * dw) for u in range(kh) for v in range(kw)]
+
+
+class _Dynamic:
+    """The artists that change from frame to frame: removed before the next frame is drawn."""
+
+    def __init__(self):
+        self.artists = []
+
+    def add(self, *artists):
+        self.artists.extend(artists)
+
+    def clear(self):
+        for artist in self.artists:
+            artist.remove()
+        self.artists = []
+
+
+def _window_artists(ax, i, j, kernel, stride, dilation):
+    """The window of output (i, j) on a padded grid: one rectangle, or its taps when dilated."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    if (dh, dw) == (1, 1):
+        return [outline(ax, i * sh, j * sw, kh, kw)]
+    return [outline(ax, r, c, lw=2.0) for r, c in _window_cells(i, j, kernel, stride, dilation)]
+
+
+def _fmt(a) -> str:
+    a = np.asarray(a, dtype=float)
+    return ".0f" if np.all(np.round(a) == a) else ".2f"
+
+
+def _partial_grid(ax, A, known, role="output", current=None, vmax=None, title=None, fmt=None, annot=True):
+    """A grid of which only the ``known`` cells are filled in (the others white): an output being written."""
+    A = np.asarray(A, dtype=float)
+    known = np.asarray(known, dtype=bool)
+    H, W = A.shape
+    m = float(vmax if vmax is not None else (np.abs(A).max() or 1.0))
+    signed = bool((A[known] < 0).any()) if known.any() else False
+    signed = signed or bool(A.min() < 0)
+    cmap = role_cmap(role, signed)
+    norm = Normalize(-m, m) if signed else Normalize(0, m)
+    rgba = cmap(norm(A))
+    rgba[~known] = (1.0, 1.0, 1.0, 1.0)
+    ax.imshow(rgba, extent=(0, W, H, 0), interpolation="nearest")
+    ax.set_xticks(np.arange(W) + 0.5, labels=range(W))
+    ax.set_yticks(np.arange(H) + 0.5, labels=range(H))
+    ax.set_xticks(np.arange(W + 1), minor=True)
+    ax.set_yticks(np.arange(H + 1), minor=True)
+    ax.grid(which="minor", color="#CCCCCC", lw=0.8)
+    ax.tick_params(which="both", length=0, labelsize=7)
+    fmt = fmt or _fmt(A)
+    if annot:
+        for r in range(H):
+            for c in range(W):
+                if known[r, c]:
+                    dark = abs(norm(A[r, c]) - (0.5 if signed else 0.0)) > 0.45
+                    ax.text(c + 0.5, r + 0.5, format(A[r, c], fmt), ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")  # fmt: skip
+    if current is not None:
+        outline(ax, current[0], current[1])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def _num(v: float, fmt: str) -> str:
+    s = format(v, fmt)
+    return f"({s})" if v < 0 else s
+
+
+# ---------------------------------------------------------------- chapter 1: the window and its running sum
+
+
+def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
+               dpi: int = DPI) -> Animation:  # fmt: skip
+    """The window sliding over the padded multi-channel input; each frame fills in one output entry.
+
+    One row of panels per input channel: the padded channel with the window outlined, beside the kernel's
+    channel and the sum of their products; on the right the output channel ``out_channel``, filled in up to the
+    current entry, and the running sum ``channel 0 + channel 1 + ... + bias = y``. One frame per output position
+    (row by row), at most ``max_frames``.
+
+    ``frames[t]`` has ``i``, ``j``, ``partials`` (one sum of products per input channel), ``bias`` and
+    ``value``; ``values`` is the output channel as far as the frames fill it (the whole channel when
+    Ho*Wo <= max_frames), which equals ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
+    """
+    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    O, C, kh, kw = a.weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    Ho, Wo = a.output_hw
+    ph, pw = a.padding
+    xp = F.pad(a.x, (pw, pw, ph, ph))[0].detach().double()
+    w = a.weight[out_channel].detach().double()  # C x kh x kw
+    b = float(a.bias[out_channel]) if a.bias is not None else 0.0
+    cols = im2col(a.x.detach().double(), (kh, kw), a.stride, a.padding, a.dilation)[0]  # C*kh*kw x L
+    prods = cols * w.reshape(-1, 1)  # every product of every window
+    partials = prods.reshape(C, kh * kw, Ho * Wo).sum(1)  # C x L
+    y = partials.sum(0) + b  # L
+    L = min(Ho * Wo, max_frames)
+    frames = [dict(i=l // Wo, j=l % Wo, partials=partials[:, l].tolist(), bias=b, value=float(y[l])) for l in range(L)]
+    values = y.reshape(Ho, Wo).to(a.x.dtype)
+    fmt = _fmt(torch.cat([xp.flatten(), w.flatten(), y]).numpy())
+    xmax = float(xp.abs().max()) or 1.0
+    wmax = float(w.abs().max()) or 1.0
+    ymax = float(y.abs().max()) or 1.0
+
+    rows = C
+    Hp, Wp = xp.shape[1:]
+    cell = 0.26
+    height = min(7.0, rows * max(1.3, cell * Hp + 0.5) + 0.3)
+    fig = plt.figure(figsize=(min(max_fig_width, 7.5), height), dpi=dpi)
+    gs = fig.add_gridspec(rows, 3, width_ratios=[Wp, kw + 1.5, max(Wo, 4) + 1.0], wspace=0.35, hspace=0.5)
+    ax_in = [fig.add_subplot(gs[c, 0]) for c in range(C)]
+    ax_k = [fig.add_subplot(gs[c, 1]) for c in range(C)]
+    ax_out = fig.add_subplot(gs[:, 2])
+
+    for c in range(C):  # the parts that stay: the padded input and the kernel, channel by channel
+        show_grid(xp[c], ax=ax_in[c], padding=(ph, pw), fmt=fmt, vmax=xmax, axis_labels=False,
+                  title=f"input channel {c}" if C > 1 else "input (padded)")  # fmt: skip
+        show_grid(w[c], ax=ax_k[c], role="kernel", fmt=fmt, vmax=wmax, axis_labels=False)
+        ax_k[c].set_title(f"W[{out_channel},{c}]", fontsize=9)
+    dynamic = _Dynamic()
+
+    def draw(t):
+        f = frames[t]
+        i, j = f["i"], f["j"]
+        dynamic.clear()
+        for c in range(C):
+            dynamic.add(*_window_artists(ax_in[c], i, j, (kh, kw), a.stride, a.dilation))
+            ax_k[c].set_xlabel(f"sum = {format(f['partials'][c], fmt)}", fontsize=9, color=PALETTE["highlight"])
+        ax_out.clear()
+        known = np.zeros((Ho, Wo), dtype=bool)
+        known.flat[: t + 1] = True
+        _partial_grid(ax_out, values.double().numpy(), known, current=(i, j), vmax=ymax, fmt=fmt,
+                      title=f"output channel {out_channel}")  # fmt: skip
+        terms = " + ".join(_num(p, fmt) for p in f["partials"])
+        ax_out.set_xlabel(f"y[{i},{j}] = {terms}\n + bias {_num(b, fmt)} = {format(f['value'], fmt)}", fontsize=9)
+        fig.suptitle(f"output ({i}, {j}): the window starts at padded row {i * a.stride[0]}, "
+                     f"column {j * a.stride[1]}", fontsize=10)  # fmt: skip
+        return []
+
+    return _make(fig, draw, frames, values, "window sum")
+
+
+# ---------------------------------------------------------------- chapter 2: the patch matrix
+
+
+def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
+                 dpi: int = DPI) -> Animation:  # fmt: skip
+    """The window beside the patch matrix ``cols = im2col(x)``: its column lights up, the output pixel is filled.
+
+    Left: channel 0 of the padded input with the window of output (i, j); middle: ``cols`` (C*kh*kw x L) with
+    column ``l = i*Wo + j`` outlined, and the filter's row ``W_row`` above it; right: the output channel
+    ``out_channel``, pixel (i, j) = ``W_row @ cols[:, l] + b`` just written.
+
+    ``frames[t]`` has ``l``, ``i``, ``j``, ``column`` (the C*kh*kw entries of ``cols[:, l]``) and ``value``;
+    ``values`` is the output channel (equal to ``F.conv2d(...)[0, out_channel]``).
+    """
+    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    O, C, kh, kw = a.weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    Ho, Wo = a.output_hw
+    ph, pw = a.padding
+    xd = a.x.detach().double()
+    xp = F.pad(xd, (pw, pw, ph, ph))[0]
+    cols = im2col(xd, (kh, kw), a.stride, a.padding, a.dilation)[0]  # C*kh*kw x L
+    W_row = a.weight[out_channel].detach().double().reshape(1, -1)  # 1 x C*kh*kw
+    b = float(a.bias[out_channel]) if a.bias is not None else 0.0
+    y = (W_row @ cols)[0] + b  # L
+    L = min(Ho * Wo, max_frames)
+    frames = [dict(l=l, i=l // Wo, j=l % Wo, column=cols[:, l].tolist(), value=float(y[l])) for l in range(L)]
+    values = y.reshape(Ho, Wo).to(a.x.dtype)
+    fmt = _fmt(torch.cat([xp.flatten(), W_row.flatten(), y]).numpy())
+    K = C * kh * kw
+    Hp, Wp = xp.shape[1:]
+
+    fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.6 if K <= 12 else 4.2), dpi=dpi)
+    gs = fig.add_gridspec(2, 3, width_ratios=[Wp, max(Ho * Wo, 3) * 0.9, max(Wo, 3) + 0.5],
+                          height_ratios=[1, max(K, 3)], wspace=0.35, hspace=0.08)  # fmt: skip
+    ax_in = fig.add_subplot(gs[:, 0])
+    ax_w = fig.add_subplot(gs[0, 1])
+    ax_cols = fig.add_subplot(gs[1, 1])
+    ax_out = fig.add_subplot(gs[:, 2])
+    ylabels = [f"{c},{u},{v}" for c in range(C) for u in range(kh) for v in range(kw)] if K <= 27 else False
+    xmax = float(xp.abs().max()) or 1.0
+    ymax = float(y.abs().max()) or 1.0
+
+    show_grid(xp[0], ax=ax_in, padding=(ph, pw), fmt=fmt, vmax=xmax, axis_labels=False, annot=Hp * Wp <= 100,
+              title="input, channel 0" if C > 1 else "input (padded)")  # fmt: skip
+    show_matrix(W_row, ax=ax_w, role="kernel", annot=False, xticklabels=False, yticklabels=False)
+    ax_w.set_ylabel("W_row", rotation=0, ha="right", va="center", fontsize=8)
+    show_matrix(cols, ax=ax_cols, annot=K * Ho * Wo <= 150, fmt=fmt, vmax=xmax, xlabel="patch l = i*Wo + j",
+                yticklabels=ylabels)  # fmt: skip
+    ax_cols.tick_params(labelsize=6)
+    ax_cols.tick_params(axis="y", labelrotation=0)
+    ax_cols.set_ylabel("row (c, u, v)", fontsize=8)
+    dynamic = _Dynamic()
+
+    def draw(t):
+        f = frames[t]
+        l, i, j = f["l"], f["i"], f["j"]
+        dynamic.clear()
+        dynamic.add(*_window_artists(ax_in, i, j, (kh, kw), a.stride, a.dilation))
+        dynamic.add(outline(ax_cols, 0, l, K, 1))
+        ax_w.set_title(f"W_row @ cols[:, {l}] + b = {format(f['value'], fmt)}", fontsize=9)
+        ax_out.clear()
+        known = np.zeros((Ho, Wo), dtype=bool)
+        known.flat[: t + 1] = True
+        _partial_grid(ax_out, values.double().numpy(), known, current=(i, j), vmax=ymax, fmt=fmt,
+                      title=f"output channel {out_channel}")  # fmt: skip
+        fig.suptitle(f"window ({i}, {j}) = column {l} of cols", fontsize=10)
+        return []
+
+    return _make(fig, draw, frames, values, "patch matrix")
+
+
+# ---------------------------------------------------------------- chapter 3: a row of the convolution matrix
+
+
+def conv_matrix_small(input_shape, weight, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    """The convolution as one matrix ``M`` (O*Ho*Wo x C*H*W), built from im2col's index arithmetic.
+
+    ``M @ x.flatten() == F.conv2d(x, weight, None, ...).flatten()`` for one C x H x W image. Built by running
+    ``im2col`` on an image of pixel *numbers* (1 .. C*H*W, zero padding becomes 0): entry (r, l) of that patch
+    matrix says which input pixel tap r of window l reads, so row (o, l) of ``M`` gets ``W_row[o, r]`` there.
+    Meant for the small examples the figures show (it is dense).
+    """
+    C, H, W = (int(s) for s in input_shape)
+    check_tensor(weight, "weight")
+    groups = check_groups(groups)
+    probe = torch.zeros(1, C, H, W, dtype=weight.dtype)
+    a = conv2d_args(probe, weight, None, stride, padding, dilation, groups)
+    O, Cg, kh, kw = a.weight.shape
+    Ho, Wo = a.output_hw
+    L = Ho * Wo
+    numbers = torch.arange(1, C * H * W + 1, dtype=torch.float64).reshape(1, C, H, W)
+    idx = im2col(numbers, (kh, kw), a.stride, a.padding, a.dilation)[0].round().long()  # C*kh*kw x L
+    M = weight.new_zeros(O * L, C * H * W)
+    K = Cg * kh * kw
+    Og = O // groups
+    for o in range(O):
+        g = o // Og
+        block = idx[g * K : (g + 1) * K]  # this group's taps: K x L
+        w = a.weight[o].reshape(K)
+        rows = o * L + torch.arange(L).expand(K, L)
+        keep = block > 0  # taps on the padding read nothing
+        M.index_put_((rows[keep], block[keep] - 1), w.unsqueeze(1).expand(K, L)[keep], accumulate=True)
+    return M
+
+
+def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
+                 dpi: int = DPI) -> Animation:  # fmt: skip
+    """The same step as one row of the convolution matrix ``M`` against the flattened input.
+
+    Top: the rows of ``M`` that write output channel ``out_channel`` (Ho*Wo x C*H*W, zeros white), row ``l``
+    outlined; below it the flattened input ``x.flatten()`` as a row, the entries that row reads outlined; right:
+    the output as a column, entry ``l = M[l] @ x.flatten() + b`` filled in.
+
+    ``frames[t]`` has ``l``, ``i``, ``j``, ``reads`` (the input indices row l's window covers) and ``value``;
+    ``values`` is the output channel (equal to ``F.conv2d(...)[0, out_channel]``); ``M`` is built by
+    :func:`conv_matrix_small` (its shape is in every frame's ``M_shape``).
+    """
+    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    O, C, kh, kw = a.weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    Ho, Wo = a.output_hw
+    L = Ho * Wo
+    xd = a.x[0].detach().double()  # C x H x W (already padded if padding was an asymmetric 'same')
+    M = conv_matrix_small(xd.shape, a.weight.detach().double(), a.stride, a.padding, a.dilation)
+    M_o = M[out_channel * L : (out_channel + 1) * L]  # L x C*H*W
+    x_flat = xd.flatten()
+    b = float(a.bias[out_channel]) if a.bias is not None else 0.0
+    y = M_o @ x_flat + b
+    n = min(L, max_frames)
+    # the input pixels each row reads (its window's taps that fall inside the input, whatever their weight)
+    taps = conv_matrix_small(xd.shape, torch.ones_like(a.weight, dtype=torch.float64), a.stride, a.padding,
+                             a.dilation)[out_channel * L : (out_channel + 1) * L]  # fmt: skip
+    frames = [dict(l=l, i=l // Wo, j=l % Wo, reads=torch.nonzero(taps[l]).flatten().tolist(), value=float(y[l]),
+                   M_shape=tuple(M.shape)) for l in range(n)]  # fmt: skip
+    values = y.reshape(Ho, Wo).to(a.x.dtype)
+    fmt = _fmt(torch.cat([x_flat, M_o.flatten(), y]).numpy())
+    D = x_flat.numel()
+
+    fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.4), dpi=dpi)
+    gs = fig.add_gridspec(2, 2, width_ratios=[max(D, 8), max(D / 12, 2)], height_ratios=[max(L, 3), 1.3],
+                          wspace=0.05, hspace=0.35)  # fmt: skip
+    ax_M = fig.add_subplot(gs[0, 0])
+    ax_x = fig.add_subplot(gs[1, 0])
+    ax_y = fig.add_subplot(gs[0, 1])
+    wmax = float(M_o.abs().max()) or 1.0
+    xmax = float(x_flat.abs().max()) or 1.0
+    ymax = float(y.abs().max()) or 1.0
+    step = max(1, D // 12)
+    xt = list(range(0, D, step))
+
+    show_matrix(M_o, ax=ax_M, role="kernel", annot=False, vmax=wmax, linewidths=0, xticklabels=False,
+                ylabel="row l (output pixel)")  # fmt: skip
+    ax_M.tick_params(labelsize=6)
+    ax_M.tick_params(axis="y", labelrotation=0)
+    show_matrix(x_flat.reshape(1, -1), ax=ax_x, annot=False, vmax=xmax, linewidths=0, yticklabels=False,
+                xticklabels=False)  # fmt: skip
+    ax_x.set_xticks(np.array(xt) + 0.5, labels=xt, fontsize=6, rotation=0)
+    ax_x.set_xlabel("x.flatten(): index c*H*W + h*W + w", fontsize=8)
+    dynamic = _Dynamic()
+
+    def draw(t):
+        f = frames[t]
+        l = f["l"]
+        dynamic.clear()
+        dynamic.add(outline(ax_M, l, 0, 1, D))
+        ax_M.set_title(f"M (rows of output channel {out_channel}): row {l} = output ({f['i']}, {f['j']})",
+                       fontsize=9)  # fmt: skip
+        for r in f["reads"]:
+            dynamic.add(outline(ax_x, 0, r, lw=1.5), outline(ax_M, l, r, lw=1.0, color="black"))
+        ax_y.clear()
+        known = np.zeros((L, 1), dtype=bool)
+        known[: t + 1] = True
+        _partial_grid(ax_y, y.reshape(L, 1).numpy(), known, current=(l, 0), vmax=ymax, fmt=fmt, annot=L <= 16)
+        ax_y.set_xticks([])
+        ax_y.set_title("y", fontsize=9)
+        ax_y.tick_params(labelsize=6)
+        fig.suptitle(f"y[{l}] = M[{l}] @ x.flatten() + b = {format(f['value'], fmt)}: the row reads "
+                     f"{len(f['reads'])} of the {D} inputs (outlined)", fontsize=10)  # fmt: skip
+        return []
+
+    return _make(fig, draw, frames, values, "Toeplitz row")
+
+
+# ---------------------------------------------------------------- chapter 4: transposed convolution
+
+
+def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=1, out_channel: int = 0,
+                     max_frames: int = 12, dpi: int = DPI) -> Animation:  # fmt: skip
+    """Transposed convolution as stamping: each input pixel adds ``x[i, j] * kernel`` into the output.
+
+    ``x`` is C x H x W (or 1 x C x H x W), ``weight`` is C x O x kh x kw, as for ``F.conv_transpose2d``
+    (groups=1, no bias). Pixel (i, j) stamps ``sum_c x[c, i, j] * weight[c, out_channel]`` at rows
+    ``i*s .. i*s + d(kh-1)`` of the *full* output; overlapping stamps add up. The full output is cropped by
+    ``padding`` on each side (and grown by ``output_padding`` at the bottom/right) to give PyTorch's output.
+    Built from ``col2im``: the stamps are the columns of ``W^T @ x``, added back where they belong.
+
+    ``frames[t]`` has ``i``, ``j``, ``scale`` (the pixel value(s) per channel) and ``canvas`` (the full output
+    after this stamp, as nested lists); ``values`` is the cropped output after every stamp, equal to
+    ``F.conv_transpose2d(x, weight, None, stride, padding, output_padding, 1, dilation)[0, out_channel]``
+    when H*W <= max_frames.
+    """
+    check_tensor(x, "input")
+    check_tensor(weight, "weight")
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape "
+                             f"{tuple(x.shape)}")  # fmt: skip
+        x = x[0]
+    if x.dim() != 3 or weight.dim() != 4:
+        raise ValueError(f"x must be C x H x W and weight C x O x kh x kw, got shapes {tuple(x.shape)} and "
+                         f"{tuple(weight.shape)}")  # fmt: skip
+    if not (x.is_floating_point() and weight.is_floating_point()):
+        raise TypeError("x and weight must be floating-point tensors")
+    C, H, W = x.shape
+    if weight.shape[0] != C:
+        raise ValueError(f"weight.shape[0] must equal the input's {C} channels (layout C x O x kh x kw), got "
+                         f"{tuple(weight.shape)}")  # fmt: skip
+    _, O, kh, kw = weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    (sh, sw) = pair(stride, "stride", minimum=1)
+    (ph, pw) = pair(padding, "padding", minimum=0)
+    (oph, opw) = pair(output_padding, "output_padding", minimum=0)
+    (dh, dw) = pair(dilation, "dilation", minimum=1)
+    if oph >= max(sh, dh) or opw >= max(sw, dw):
+        raise ValueError(f"output_padding must be smaller than stride or dilation (as in PyTorch), got "
+                         f"output_padding={output_padding}, stride={stride}, dilation={dilation}")  # fmt: skip
+    Hf = (H - 1) * sh + dh * (kh - 1) + 1 + oph  # the full (uncropped) output
+    Wf = (W - 1) * sw + dw * (kw - 1) + 1 + opw
+    Hout, Wout = Hf - 2 * ph, Wf - 2 * pw
+    if Hout < 1 or Wout < 1:
+        raise ValueError(f"padding={padding} crops the whole {Hf}x{Wf} output away")
+    assert out_size(Hf, kh, sh, 0, dh) == H and out_size(Wf, kw, sw, 0, dw) == W
+    xd = x.detach().double()
+    wd = weight[:, out_channel : out_channel + 1].detach().double()  # C x 1 x kh x kw
+    cols = wd.reshape(C, kh * kw).T @ xd.reshape(C, H * W)  # kh*kw x H*W: column (i, j) is the stamp of (i, j)
+    n = min(H * W, max_frames)
+    frames = []
+    canvases = []
+    for t in range(n):
+        partial = cols.clone()
+        partial[:, t + 1 :] = 0
+        canvas = col2im(partial, (Hf, Wf), (kh, kw), (sh, sw), 0, (dh, dw))[0]  # the full output so far
+        canvases.append(canvas)
+        i, j = t // W, t % W
+        frames.append(dict(i=i, j=j, scale=xd[:, i, j].tolist(), canvas=canvas.tolist()))
+    values = canvases[-1][ph : ph + Hout, pw : pw + Wout].to(x.dtype)
+    fmt = _fmt(torch.cat([xd.flatten(), wd.flatten(), canvases[-1].flatten()]).numpy())
+    cmax = max(float(c.abs().max()) for c in canvases) or 1.0
+    smax = max(float(cols.abs().max()), 1e-12)
+
+    fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.2), dpi=dpi)
+    gs = fig.add_gridspec(1, 3, width_ratios=[max(W, 2) + 0.5, kw + 0.5, Wf + 0.5], wspace=0.35)
+    ax_x, ax_s, ax_y = (fig.add_subplot(gs[0, k]) for k in range(3))
+
+    show_grid(xd[0], ax=ax_x, fmt=fmt, axis_labels=False, title="input x" + (" (channel 0)" if C > 1 else ""))
+    dynamic = _Dynamic()
+
+    def draw(t):
+        f = frames[t]
+        i, j = f["i"], f["j"]
+        dynamic.clear()
+        for ax in (ax_s, ax_y):
+            ax.clear()
+        dynamic.add(outline(ax_x, i, j))
+        stamp = cols[:, t].reshape(kh, kw)
+        show_grid(stamp, ax=ax_s, role="kernel", fmt=fmt, vmax=smax, axis_labels=False)
+        ax_s.set_title(f"x[{i},{j}] * W" if C == 1 else "sum_c x[c,i,j] * W[c]", fontsize=9)
+        canvas = canvases[t].numpy()
+        known = np.zeros_like(canvas, dtype=bool)
+        for s in range(t + 1):
+            si, sj = s // W, s % W
+            for u in range(kh):
+                for v in range(kw):
+                    known[si * sh + u * dh, sj * sw + v * dw] = True
+        _partial_grid(ax_y, canvas, known, vmax=cmax, fmt=fmt, title="output (full; cropped part grey-edged)"
+                      if (ph or pw) else "output")  # fmt: skip
+        for u in range(kh):
+            for v in range(kw):
+                outline(ax_y, i * sh + u * dh, j * sw + v * dw, lw=2.0)
+        if ph or pw:
+            outline(ax_y, ph, pw, Hout, Wout, color=PALETTE["output"], lw=2.0, linestyle="--")
+        fig.suptitle(f"stamp {t + 1} of {H * W}: input pixel ({i}, {j}) adds its scaled kernel at "
+                     f"({i * sh}, {j * sw}); overlaps add up", fontsize=10)  # fmt: skip
+        return []
+
+    return _make(fig, draw, frames, values, "transposed convolution")
+
+
+# ---------------------------------------------------------------- stride / padding / dilation, one frame each
+
+DEFAULT_SETTINGS = (
+    dict(stride=1, padding=0, dilation=1),
+    dict(stride=2, padding=0, dilation=1),
+    dict(stride=1, padding=1, dilation=1),
+    dict(stride=2, padding=1, dilation=1),
+    dict(stride=1, padding=0, dilation=2),
+    dict(stride=2, padding=2, dilation=2),
+)
+
+
+def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int = DPI) -> Animation:
+    """One frame per (stride, padding, dilation) setting: the windows on the padded input and the output size.
+
+    ``size`` (H, or (H, W)) and ``kernel_size`` (k or (kh, kw)) are fixed; ``settings`` is a sequence of dicts with
+    ``stride``, ``padding``, ``dilation`` (each an int or a pair; missing ones default to 1, 0, 1). Each frame
+    draws the padded input (padding grey), the taps of the first window outlined, a dot where every window
+    starts, and the Ho x Wo output with the formula filled in.
+
+    ``frames[t]`` has the setting and ``Ho``, ``Wo`` (from the formula); ``values`` is a tensor of the (Ho, Wo)
+    per frame, to compare with ``F.conv2d(...).shape``.
+    """
+    H, W = pair(size, "size", minimum=1)
+    kh, kw = pair(kernel_size, "kernel_size", minimum=1)
+    settings = list(settings)
+    if not settings:
+        raise ValueError("settings must hold at least one setting")
+    frames = []
+    for st in settings:
+        unknown = set(st) - {"stride", "padding", "dilation"}
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}: use stride, padding, dilation")
+        s = pair(st.get("stride", 1), "stride", minimum=1)
+        p = pair(st.get("padding", 0), "padding", minimum=0)
+        d = pair(st.get("dilation", 1), "dilation", minimum=1)
+        conv2d_args(torch.zeros(1, 1, H, W), torch.zeros(1, 1, kh, kw), None, s, p, d, 1)  # fits? clear errors
+        Ho, Wo = out_size(H, kh, s[0], p[0], d[0]), out_size(W, kw, s[1], p[1], d[1])
+        frames.append(dict(stride=s, padding=p, dilation=d, Ho=Ho, Wo=Wo))
+    values = torch.tensor([[f["Ho"], f["Wo"]] for f in frames])
+    Hp_max = max(H + 2 * f["padding"][0] for f in frames)
+    Wp_max = max(W + 2 * f["padding"][1] for f in frames)
+    Ho_max = max(f["Ho"] for f in frames)
+    Wo_max = max(f["Wo"] for f in frames)
+
+    fig = plt.figure(figsize=(6.4, 3.8), dpi=dpi)
+    gs = fig.add_gridspec(1, 2, width_ratios=[Wp_max, max(Wo_max, 3)], wspace=0.25, top=0.78, bottom=0.12)
+    ax_in = fig.add_subplot(gs[0, 0])
+    ax_out = fig.add_subplot(gs[0, 1])
+
+    def draw(t):
+        f = frames[t]
+        (sh, sw), (ph, pw), (dh, dw) = f["stride"], f["padding"], f["dilation"]
+        Ho, Wo = f["Ho"], f["Wo"]
+        ax_in.clear()
+        ax_out.clear()
+        grid = np.ones((H + 2 * ph, W + 2 * pw))
+        show_grid(grid, ax=ax_in, padding=(ph, pw), annot=False, vmax=2.0, axis_labels=False)
+        for r, c in _window_cells(0, 0, (kh, kw), (sh, sw), (dh, dw)):
+            outline(ax_in, r, c, lw=2.5)
+        starts = [(i * sh + 0.5, j * sw + 0.5) for i in range(Ho) for j in range(Wo)]
+        ax_in.scatter([c for _, c in starts], [r for r, _ in starts], s=18, color=PALETTE["kernel"], zorder=3)
+        ax_in.set_xlim(-0.2, Wp_max + 0.2)
+        ax_in.set_ylim(Hp_max + 0.2, -0.2)
+        for spine in ax_in.spines.values():
+            spine.set_visible(False)
+        ax_in.xaxis.tick_top()
+        ax_in.set_title(f"input {H}x{W} padded; outlined: the taps of window (0, 0)\n"
+                        f"dots: where each of the {Ho * Wo} windows starts", fontsize=8, pad=14)  # fmt: skip
+        for r in range(Ho):
+            for c in range(Wo):
+                ax_out.add_patch(Rectangle((c, r), 1, 1, facecolor=PALETTE["output"], edgecolor="white", lw=1.0))
+        ax_out.set_xticks(np.arange(Wo) + 0.5, labels=range(Wo))
+        ax_out.set_yticks(np.arange(Ho) + 0.5, labels=range(Ho))
+        ax_out.tick_params(length=0, labelsize=7)
+        ax_out.xaxis.tick_top()
+        ax_out.set_aspect("equal")
+        ax_out.set_xlim(-0.2, Wo_max + 0.2)
+        ax_out.set_ylim(Ho_max + 0.2, -0.2)
+        ax_out.set_title(f"output {Ho}x{Wo}", fontsize=9, pad=14)
+        for spine in ax_out.spines.values():
+            spine.set_visible(False)
+        ax_out.set_xlabel(f"Ho = floor(({H} + 2*{ph} - {dh}*({kh}-1) - 1) / {sh}) + 1 = {Ho}\n"
+                          f"Wo = floor(({W} + 2*{pw} - {dw}*({kw}-1) - 1) / {sw}) + 1 = {Wo}", fontsize=8)
+        fig.suptitle(f"kernel {kh}x{kw}, stride {sh if sh == sw else (sh, sw)}, padding "
+                     f"{ph if ph == pw else (ph, pw)}, dilation {dh if dh == dw else (dh, dw)}", fontsize=10)  # fmt: skip
+        return []
+
+    anim = _make(fig, draw, frames, values, "stride / padding / dilation", interval=1500)
+    return anim
