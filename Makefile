@@ -19,7 +19,7 @@ export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Reproducible hashing (set iteration order) in every kernel.
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup book test test-unit test-notebooks notebooks lab data clean distclean
+.PHONY: help setup book test test-unit test-notebooks notebooks lab data clean distclean test-browser
 
 help:
 	@sed -n '1,4p' Makefile
@@ -49,13 +49,19 @@ test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval --nbval-current-env \
 		--nbval-sanitize-with nbval_sanitize.cfg chapters/
 
-# Re-execute chapters in place (fresh kernel, top to bottom), storing outputs and widget state.
+# Re-execute chapters in place (fresh kernel, top to bottom), storing outputs; then drop saved ipywidgets
+# state: in the static book a saved widget would be a control that looks live but cannot recompute (and its
+# manager would come from a CDN). Explorer cells keep their text/plain note; the book removes their output.
 #   make notebooks                      all chapters
 #   make notebooks NB=chapters/01_x.ipynb   one
 NB ?= $(wildcard chapters/*.ipynb)
+STRIP_WIDGETS := import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); nb.metadata.pop("widgets", None); \
+	[o.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None) for c in nb.cells for o in c.get("outputs", [])]; \
+	nbformat.write(nb, sys.argv[1])
 notebooks: $(STAMP)
 	cd chapters && for nb in $(notdir $(NB)); do \
-		echo "executing $$nb"; ../$(BIN)/jupyter execute --inplace --kernel_name=python3 $$nb || exit 1; done
+		echo "executing $$nb"; ../$(BIN)/jupyter execute --inplace --kernel_name=python3 $$nb || exit 1; \
+		../$(BIN)/python -c '$(STRIP_WIDGETS)' $$nb || exit 1; done
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/
@@ -63,6 +69,11 @@ lab: $(STAMP)
 # Download CIFAR-10 with torchvision into data/ (needs network; see data/README.md).
 data: $(STAMP)
 	$(BIN)/python -m convlib.data --download
+
+# The built book in headless Chromium (Debian's /usr/bin/chromium), offline: every page of _toc.yml, with
+# screenshots in _build/screenshots/ (see tests/book_in_browser.py).
+test-browser: book
+	$(BIN)/python -m pytest -q tests/book_in_browser.py
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
