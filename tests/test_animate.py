@@ -87,24 +87,6 @@ def test_toeplitz_row_depicts_conv2d(cfg):
         assert f["reads"] == torch.nonzero(probe.grad.flatten()).flatten().tolist()
 
 
-@given(cfg=conv_configs(max_groups=3))
-def test_conv_matrix_small_is_the_convolution(cfg):
-    x, weight, _, kw = cfg
-    M = animate.conv_matrix_small(x.shape[1:], weight, **kw)
-    expected = F.conv2d(x, weight, None, **kw)
-    assert M.shape == (expected[0].numel(), x[0].numel())
-    for n in range(x.shape[0]):
-        torch.testing.assert_close(M @ x[n].flatten(), expected[n].flatten(), **tol(x.dtype))
-
-
-def test_conv_matrix_small_equals_jacobian():
-    x, w, _, kw = cs231n_example()
-    M = animate.conv_matrix_small(x.shape, w, **kw)
-    J = torch.autograd.functional.jacobian(lambda v: F.conv2d(v.reshape(1, *x.shape), w, None, **kw).flatten(),
-                                           x.flatten())  # fmt: skip
-    assert torch.equal(M, J)
-
-
 @st.composite
 def transposed_configs(draw):
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
@@ -228,7 +210,6 @@ def test_html_over_the_size_limit_raises():
         (lambda x, w: animate.settings_explorer(settings=[dict(strides=2)]), ValueError, "unknown setting"),
         (lambda x, w: animate.settings_explorer(size=2, kernel_size=5), ValueError, "kernel larger"),
         (lambda x, w: animate.settings_explorer(settings=[]), ValueError, "at least one"),
-        (lambda x, w: animate.conv_matrix_small((3, 5, 5), w, groups=0), ValueError, "groups"),
     ],
 )
 def test_bad_input_raises_clear_error(call, exc, words):

@@ -38,8 +38,9 @@ from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ._checks import check_groups, check_tensor, conv2d_args, out_size, pair
+from ._checks import check_tensor, conv2d_args, out_size, pair
 from .im2col import col2im, im2col
+from .toeplitz import conv_matrix
 from .plot import PALETTE, max_fig_width, outline, role_cmap, show_grid, show_matrix
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "window_sum",
     "patch_matrix",
     "toeplitz_row",
-    "conv_matrix_small",
     "transposed_stamp",
     "settings_explorer",
     "DEFAULT_SETTINGS",
@@ -397,37 +397,6 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
 # ---------------------------------------------------------------- chapter 3: a row of the convolution matrix
 
 
-def conv_matrix_small(input_shape, weight, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
-    """The convolution as one matrix ``M`` (O*Ho*Wo x C*H*W), built from im2col's index arithmetic.
-
-    ``M @ x.flatten() == F.conv2d(x, weight, None, ...).flatten()`` for one C x H x W image. Built by running
-    ``im2col`` on an image of pixel *numbers* (1 .. C*H*W, zero padding becomes 0): entry (r, l) of that patch
-    matrix says which input pixel tap r of window l reads, so row (o, l) of ``M`` gets ``W_row[o, r]`` there.
-    Meant for the small examples the figures show (it is dense).
-    """
-    C, H, W = (int(s) for s in input_shape)
-    check_tensor(weight, "weight")
-    groups = check_groups(groups)
-    probe = torch.zeros(1, C, H, W, dtype=weight.dtype)
-    a = conv2d_args(probe, weight, None, stride, padding, dilation, groups)
-    O, Cg, kh, kw = a.weight.shape
-    Ho, Wo = a.output_hw
-    L = Ho * Wo
-    numbers = torch.arange(1, C * H * W + 1, dtype=torch.float64).reshape(1, C, H, W)
-    idx = im2col(numbers, (kh, kw), a.stride, a.padding, a.dilation)[0].round().long()  # C*kh*kw x L
-    M = weight.new_zeros(O * L, C * H * W)
-    K = Cg * kh * kw
-    Og = O // groups
-    for o in range(O):
-        g = o // Og
-        block = idx[g * K : (g + 1) * K]  # this group's taps: K x L
-        w = a.weight[o].reshape(K)
-        rows = o * L + torch.arange(L).expand(K, L)
-        keep = block > 0  # taps on the padding read nothing
-        M.index_put_((rows[keep], block[keep] - 1), w.unsqueeze(1).expand(K, L)[keep], accumulate=True)
-    return M
-
-
 def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
                  dpi: int = DPI) -> Animation:  # fmt: skip
     """The same step as one row of the convolution matrix ``M`` against the flattened input.
@@ -438,7 +407,7 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
 
     ``frames[t]`` has ``l``, ``i``, ``j``, ``reads`` (the input indices row l's window covers) and ``value``;
     ``values`` is the output channel (equal to ``F.conv2d(...)[0, out_channel]``); ``M`` is built by
-    :func:`conv_matrix_small` (its shape is in every frame's ``M_shape``).
+    :func:`convlib.conv_matrix` (its shape is in every frame's ``M_shape``).
     """
     a = _single_image_args(x, weight, bias, stride, padding, dilation)
     O, C, kh, kw = a.weight.shape
@@ -447,15 +416,15 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     Ho, Wo = a.output_hw
     L = Ho * Wo
     xd = a.x[0].detach().double()  # C x H x W (already padded if padding was an asymmetric 'same')
-    M = conv_matrix_small(xd.shape, a.weight.detach().double(), a.stride, a.padding, a.dilation)
+    M = conv_matrix(a.weight.detach().double(), tuple(xd.shape), a.stride, a.padding, a.dilation, sparse=False)
     M_o = M[out_channel * L : (out_channel + 1) * L]  # L x C*H*W
     x_flat = xd.flatten()
     b = float(a.bias[out_channel]) if a.bias is not None else 0.0
     y = M_o @ x_flat + b
     n = min(L, max_frames)
     # the input pixels each row reads (its window's taps that fall inside the input, whatever their weight)
-    taps = conv_matrix_small(xd.shape, torch.ones_like(a.weight, dtype=torch.float64), a.stride, a.padding,
-                             a.dilation)[out_channel * L : (out_channel + 1) * L]  # fmt: skip
+    taps = conv_matrix(torch.ones_like(a.weight, dtype=torch.float64), tuple(xd.shape), a.stride, a.padding,
+                       a.dilation, sparse=False)[out_channel * L : (out_channel + 1) * L]  # fmt: skip
     frames = [dict(l=l, i=l // Wo, j=l % Wo, reads=torch.nonzero(taps[l]).flatten().tolist(), value=float(y[l]),
                    M_shape=tuple(M.shape)) for l in range(n)]  # fmt: skip
     values = y.reshape(Ho, Wo).to(a.x.dtype)

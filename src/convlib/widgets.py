@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
 
 from ._checks import check_groups, check_size, conv2d_args
-from .animate import conv_matrix_small
 from .im2col import im2col
+from .toeplitz import conv_matrix
 from .plot import PALETTE, max_fig_width, outline, show_grid, show_matrix
 
 __all__ = ["ExplorerView", "explorer_view", "explorer"]
@@ -82,7 +82,7 @@ def explorer_view(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1,
     l = min(max(int(position), 0), L - 1)
     i, j = divmod(l, Wo)
     cols = im2col(x, k, s, p, d)[0]  # C*k*k x L
-    M = conv_matrix_small((C, H, W), weight, s, p, d, g)  # O*L x C*H*W
+    M = conv_matrix(weight, (C, H, W), s, p, d, g, sparse=False)  # O*L x C*H*W
     y = F.conv2d(x, weight, None, s, p, d, g)[0]
     nnz = int((M != 0).sum())
     Cg = C // g
