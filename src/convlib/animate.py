@@ -58,17 +58,18 @@ DPI = 80  # modest: the frames are PNGs embedded in the page
 MAX_KB = 300  # what one embedded animation may weigh
 
 # matplotlib's player uses Font Awesome icons from a CDN: offline they would be blank buttons.
-_ICONS = {
+_ICONS = {  # characters that every common font has (no media-control code points, which often lack a glyph)
     "fa fa-minus": "&minus;",
-    "fa fa-fast-backward": "&#x23EE;",
-    "fa fa-step-backward": "&#x23F4;&#x23F4;",
+    "fa fa-fast-backward": "|&#x25C0;&#x25C0;",
+    "fa fa-step-backward": "|&#x25C0;",
     "fa fa-play fa-flip-horizontal": "&#x25C0;",
-    "fa fa-pause": "&#x23F8;",
+    "fa fa-pause": "&#x25AE;&#x25AE;",
     "fa fa-play": "&#x25B6;",
-    "fa fa-step-forward": "&#x23F5;&#x23F5;",
-    "fa fa-fast-forward": "&#x23ED;",
+    "fa fa-step-forward": "&#x25B6;|",
+    "fa fa-fast-forward": "&#x25B6;&#x25B6;|",
     "fa fa-plus": "+",
 }
+_ICON_STYLE = "<style>.anim-buttons .anim-icon { font-size: 0.8em; white-space: nowrap; }</style>\n"
 
 
 class _PaletteHTMLWriter(HTMLWriter):
@@ -109,6 +110,7 @@ def to_html(anim: FuncAnimation, default_mode: str = "loop", max_kb: float = MAX
     text = re.sub(r"<link rel=\"stylesheet\"\s*href=\"https?://[^\"]*font-awesome[^\"]*\">", "", text)
     for cls, symbol in _ICONS.items():
         text = text.replace(f'<i class="{cls}"></i>', f'<span class="anim-icon">{symbol}</span>')
+    text = _ICON_STYLE + text
     if re.search(r"(src|href)=\"https?://", text):
         raise RuntimeError("the animation's HTML refers to a network resource; it would not play offline")
     kb = len(text.encode()) / 1024
@@ -594,7 +596,7 @@ DEFAULT_SETTINGS = (
 )
 
 
-def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int = DPI) -> Animation:
+def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int = 100) -> Animation:
     """One frame per (stride, padding, dilation) setting: the windows on the padded input and the output size.
 
     ``size`` (H, or (H, W)) and ``kernel_size`` (k or (kh, kw)) are fixed; ``settings`` is a sequence of dicts with

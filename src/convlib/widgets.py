@@ -152,7 +152,11 @@ def explorer(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1, padd
         groups=slider(groups, 1, 4, "groups g"),
         position=slider(0, 0, 143, "output pixel l"),
     )
-    box = widgets.VBox()
+    class Explorer(widgets.VBox):
+        def __repr__(self):  # what a notebook stores (and shows) where no live kernel drives the sliders
+            return "convlib explorer: run this cell in Jupyter (a live kernel) to move the sliders"
+
+    box = Explorer()
 
     def update(**values):
         view = explorer_view(**values)
