@@ -71,8 +71,11 @@ data: $(STAMP)
 	$(BIN)/python -m convlib.data --download
 
 # The built book in headless Chromium (Debian's /usr/bin/chromium), offline: every page of _toc.yml, with
-# screenshots in _build/screenshots/ (see tests/book_in_browser.py).
-test-browser: book
+# screenshots in _build/screenshots/ (see tests/book_in_browser.py). Built from scratch: an incremental build
+# can leave a page's sidebar without a chapter added since that page was last written.
+test-browser: $(STAMP)
+	rm -rf _build/html _build/.doctrees
+	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest -q tests/book_in_browser.py
 
 clean:
