@@ -24,7 +24,7 @@ Three constructions, all equal:
 Why torch sparse CSR rather than ``scipy.sparse``: measured on this project's 2-core machine (torch 2.14, one
 thread, the 16 -> 16 channel 32 x 32 3 x 3 layer, medians under load from other jobs), building the torch
 CSR tensor takes the same few milliseconds as wrapping the same index arrays in a scipy CSR matrix, and
-``M @ X`` is as fast for one image and 2-3x faster for a batch of 8 or 64. The torch tensor also keeps the
+``M @ X`` was as fast or faster for one image and 2-8x faster for batches of 8 and 64 images. The torch tensor also keeps the
 weight's dtype and device (only torch operations build it, so a CUDA weight gives a CUDA matrix; this
 machine has no GPU, so that path is untested here), multiplies torch tensors
 without a round trip through NumPy, and lets gradients flow to the weight. Its indices are int32 (as
