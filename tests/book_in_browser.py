@@ -11,7 +11,9 @@ host name except 127.0.0.1 to nothing, so the pages must work with no network at
 - math typeset: every math element holds MathJax output (``mjx-container``) and no MathJax error;
 - every animation (convlib.animate's HTML) shows a different frame after its Play button is clicked;
 - no saved ipywidgets view (a control that would look live but cannot recompute in a static page);
-- the sidebar links to every page of the table of contents.
+- the sidebar links to every page of the table of contents;
+- a notebook page offers its ``.ipynb`` for download (served, and a notebook) and launch buttons (Binder,
+  Colab) for that notebook in the repository named by ``repository.url`` in ``_config.yml``.
 
 A full-page screenshot of every page is saved under ``_build/screenshots/``.
 
@@ -70,6 +72,8 @@ def toc_pages() -> list[str]:
 
 
 PAGES = toc_pages()
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO = urlparse(CONFIG["repository"]["url"]).path.strip("/")  # owner/name
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -158,10 +162,14 @@ def test_page_works_offline(name, server, offline):
     # math: wait until MathJax has replaced every math element's TeX (it is loaded from _static/mathjax)
     n_math = page.locator(".math").count()
     if n_math:
-        page.wait_for_function(
-            """() => [...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container'))""",
-            timeout=20000,
-        )
+        try:
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container'))""",
+                timeout=20000,
+            )
+        except Exception as err:  # playwright's TimeoutError: say what it means
+            pytest.fail(f"{name}: math not typeset within 20 s ({n_math} math elements; MathJax must come from "
+                        f"_static/mathjax; blocked requests: {offline.blocked}): {err}")  # fmt: skip
         assert page.locator("mjx-merror").count() == 0, f"{name}: MathJax reports a TeX error"
     assert page.locator("mjx-container").count() >= n_math
 
@@ -196,6 +204,18 @@ def test_page_works_offline(name, server, offline):
     assert not missing, f"{name}: the sidebar does not link to {missing}"
     assert any(urlparse(h).path.endswith(f"/{PAGES[0]}.html") or urlparse(h).path in ("/", "/index.html")
                for h in hrefs), f"{name}: the sidebar has no link to the first page"  # fmt: skip
+
+    # a notebook page: its .ipynb for download, and launch buttons built from the one repository setting
+    if (ROOT / f"{name}.ipynb").exists():
+        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        ipynb = [h for h in links if urlparse(h).path.endswith(f"/_sources/{name}.ipynb")]
+        assert ipynb, f"{name}: no .ipynb download link"
+        response = page.request.get(ipynb[0])
+        assert response.ok and "nbformat" in response.json(), f"{name}: the .ipynb download is not a notebook"
+        branch = CONFIG["repository"].get("branch", "main")
+        for launcher in (f"https://mybinder.org/v2/gh/{REPO}/{branch}?urlpath=lab/tree/{name}.ipynb",
+                         f"https://colab.research.google.com/github/{REPO}/blob/{branch}/{name}.ipynb"):  # fmt: skip
+            assert launcher in links, f"{name}: no launch button {launcher}"
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name.replace('/', '__')}.png"), full_page=True)

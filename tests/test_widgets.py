@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import matplotlib
 import pytest
 import torch
@@ -100,3 +103,20 @@ def test_explorer_wiring_recomputes_on_change():
     sliders["padding p"].value = 0
     sliders["height H"].value = 3
     assert box.last_view.fig is None and "kernel larger" in box.last_view.text
+
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_no_chapter_shows_a_saved_widget(path):
+    """In the static book a saved widget is a control that looks live but recomputes nothing (and its manager
+    would come from a CDN): explorer cells are tagged remove-output, and `make notebooks` drops widget state."""
+    nb = json.loads(path.read_text())
+    assert not nb["metadata"].get("widgets"), f"{path.name}: stores ipywidgets state; run `make notebooks NB=...`"
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        views = [o for o in cell.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert not views or "remove-output" in tags, f"{path.name}: a widget output the book would show dead"
+        if "convlib.widgets.explorer" in "".join(cell["source"]) and cell["cell_type"] == "code":
+            assert {"remove-output", "nbval-ignore-output"} <= set(tags), f"{path.name}: explorer cell needs tags"
