@@ -624,3 +624,94 @@ def spy(M, ax=None, title=None, block_shape=None, xlabel="column (input pixel, f
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     return ax
+
+
+def _square_axes(n: int, ncols: int, panel: float = 2.3):
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(max_fig_width, panel * ncols), (panel + 0.3) * nrows + 0.5))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
+def show_stamps(x, kernel, stride: int = 1, padding: int = 0, ncols: int = 3, title: str | None = None):
+    """Transposed convolution as stamping: every input pixel adds a scaled copy of the kernel to the output.
+
+    ``x`` is one small channel (h x w), ``kernel`` one kh x kw kernel. Panels, in reading order: the input;
+    one panel per input pixel (i, j), the full output canvas ((h-1)*s + kh) x ((w-1)*s + kw) holding
+    ``x[i, j] * kernel`` at rows i*s.., columns j*s.. (outlined); last, their sum. ``padding`` p greys the
+    outer p rows and columns of the sum: a transposed convolution *cuts* them off. Returns the axes.
+    """
+    X = _to_numpy(x).astype(float)
+    K = _to_numpy(kernel).astype(float)
+    h, w = X.shape
+    kh, kw = K.shape
+    Hf, Wf = (h - 1) * stride + kh, (w - 1) * stride + kw
+    stamps, total = [], np.zeros((Hf, Wf))
+    for i in range(h):
+        for j in range(w):
+            canvas = np.zeros((Hf, Wf))
+            canvas[i * stride : i * stride + kh, j * stride : j * stride + kw] = X[i, j] * K
+            stamps.append((i, j, canvas))
+            total += canvas
+    vmax = max(np.abs(total).max(), np.abs([c for *_, c in stamps]).max()) or 1.0
+    fig, axes = _square_axes(len(stamps) + 2, ncols)
+    show_grid(X, ax=axes[0], role="input", title="input x", axis_labels=False)
+    for ax, (i, j, canvas) in zip(axes[1:], stamps):
+        show_grid(canvas, ax=ax, role="kernel", vmax=vmax, axis_labels=False,
+                  window=(i * stride, j * stride, kh, kw),
+                  title=f"x[{i},{j}] = {X[i, j]:g}: adds {X[i, j]:g}·K")  # fmt: skip
+    show_grid(total, ax=axes[-1], role="output", padding=padding, vmax=vmax, axis_labels=False,
+              title="sum" + (f" (grey: cut, p={padding})" if padding else ""))  # fmt: skip
+    for ax in axes:
+        ax.title.set_fontsize(10)
+    fig.suptitle(title or f"transposed convolution, stride {stride}: one stamp per input pixel", fontsize=11)
+    fig.supxlabel("output column", fontsize=9)
+    fig.supylabel("output row", fontsize=9)
+    fig.tight_layout()
+    return axes
+
+
+def show_zero_insertion(x, kernel, stride: int = 1, padding: int = 0, dilation: int = 1, title: str | None = None):
+    """The zero-insertion view of a transposed convolution, in four panels.
+
+    ``x`` is one channel (h x w), ``kernel`` one kh x kw kernel (one input and one output channel). Panels:
+    the kernel K; K rotated by 180 degrees; the input with ``stride - 1`` zeros inserted between its pixels
+    (the original pixels outlined) and ``d(k-1) - p`` zeros of padding around it (grey); the output of the
+    ordinary stride-1 convolution of that with the rotated kernel. Needs ``d(k-1) >= p`` on both axes (else
+    the view crops instead of pads). Returns the axes.
+    """
+    import torch.nn.functional as F
+
+    from .im2col import conv2d_im2col
+    from .transposed import insert_zeros
+
+    X = torch.as_tensor(_to_numpy(x), dtype=torch.float64)
+    K = torch.as_tensor(_to_numpy(kernel), dtype=torch.float64)
+    kh, kw = K.shape
+    qh, qw = dilation * (kh - 1) - padding, dilation * (kw - 1) - padding
+    if min(qh, qw) < 0:
+        raise ValueError(f"show_zero_insertion needs padding <= d(k-1) = {min(qh, qw) + padding}, got {padding}")
+    up = insert_zeros(X, stride)
+    padded = F.pad(up, (qw, qw, qh, qh))
+    K_rot = K.flip(0, 1)
+    Y = conv2d_im2col(padded[None, None], K_rot[None, None], dilation=dilation)[0, 0]
+    originals = [(qh + i * stride, qw + j * stride) for i in range(X.shape[0]) for j in range(X.shape[1])]
+    widths = [kw, kw, padded.shape[1], Y.shape[1]]
+    fig, axes = plt.subplots(1, 4, figsize=(max_fig_width, 0.42 * padded.shape[0] + 1.4),
+                             gridspec_kw={"width_ratios": widths})  # fmt: skip
+    show_grid(K, ax=axes[0], role="kernel", title="kernel K", axis_labels=False)
+    show_grid(K_rot, ax=axes[1], role="kernel", title="K rotated 180°", axis_labels=False)
+    show_grid(padded, ax=axes[2], role="input", padding=(qh, qw), cells=originals, axis_labels=False,
+              title=f"x: {stride - 1} zero(s) between pixels,\npadding d(k-1)-p = {qh}")  # fmt: skip
+    show_grid(Y, ax=axes[3], role="output", axis_labels=False, title="convolution\nwith rotated K")
+    for ax in axes:
+        ax.set_xlabel("column", fontsize=8)
+    axes[0].set_ylabel("row", fontsize=8)
+    fig.suptitle(title or f"zero insertion: stride {stride} becomes stride 1 on a spread-out input", fontsize=11)
+    fig.tight_layout()
+    return axes
+
+
+__all__ += ["show_stamps", "show_zero_insertion"]
