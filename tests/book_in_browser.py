@@ -17,6 +17,9 @@ host name except 127.0.0.1 to nothing, so the pages must work with no network at
 
 A full-page screenshot of every page is saved under ``_build/screenshots/``.
 
+Last, the live explorer in a real JupyterLab (started on 127.0.0.1 with this checkout's convlib, offline too):
+its sliders appear, and moving one recomputes the output size (screenshot ``_build/screenshots/explorer.png``).
+
 Not collected by ``pytest tests/`` (the file name does not start with ``test_``); run it with
 ``pytest tests/book_in_browser.py`` after ``make book``.
 """
@@ -25,8 +28,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import re
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -223,4 +231,87 @@ def test_page_works_offline(name, server, offline):
     unexplained = [e for e in errors if not any(re.search(p, e) for p in ALLOWED_CONSOLE_ERRORS)]
     assert not unexplained, f"{name}: console errors: {unexplained}"
     assert not offline.blocked, f"{name}: the page tried to reach the network: {offline.blocked}"
+    page.close()
+
+
+# ---------------------------------------------------------------- the live explorer in JupyterLab
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 (no token: it listens on the loopback only, for this test), one notebook."""
+    import nbformat
+
+    folder = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import convlib\nconvlib.widgets.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)")]  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "explorer.ipynb")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), JUPYTER_CONFIG_DIR=str(folder / ".jupyter"))
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.token=", "--ServerApp.password=", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", f"--ServerApp.root_dir={folder}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail("JupyterLab did not start")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_explorer_recomputes_in_jupyterlab(jupyterlab, offline):
+    page = offline.context.new_page()
+    page.goto(f"{jupyterlab}/lab/tree/explorer.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .jp-InputArea-editor", timeout=60000)
+    # Run the cell. A Shift+Enter that arrives before the kernel is connected only moves to a new cell (the
+    # prompt stays "[ ]:"): then go back and run it again.
+    prompt = page.locator(".jp-Cell .jp-InputPrompt").first
+    for attempt in range(5):
+        page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function("(el) => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=prompt.element_handle(),
+                                   timeout=5000)  # fmt: skip
+            break
+        except Exception:
+            if attempt == 4:
+                raise
+    try:
+        page.wait_for_selector(".widget-slider", timeout=60000)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "explorer-failed.png"))
+        raise
+    text_js = "() => [...document.querySelectorAll('.jp-OutputArea-output pre')].map(e => e.textContent).join('\\n')"
+    page.wait_for_function(f"() => ({text_js})().includes('Ho = ')", timeout=60000)
+    before = page.evaluate(text_js)
+    assert "floor((7 + 2*1 - 1*(3-1) - 1) / 2) + 1 = 4" in before
+    assert page.locator(".jp-OutputArea-output img").count() >= 1, "the explorer shows no figure"
+
+    sliders = page.locator(".widget-slider")
+    labels = [sliders.nth(i).locator("label").inner_text() for i in range(sliders.count())]
+    assert {"height H", "kernel k", "stride s", "padding p", "dilation d", "in channels C", "groups g"} <= set(labels)
+    handle = sliders.nth(labels.index("stride s")).locator(".noUi-handle")
+    handle.focus()
+    page.keyboard.press("ArrowRight")  # stride 2 -> 3
+    page.wait_for_function(f"() => ({text_js})().includes('/ 3) + 1 = 3')", timeout=30000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "explorer.png"))
+    assert not offline.blocked, f"JupyterLab tried to reach the network: {offline.blocked}"
     page.close()
