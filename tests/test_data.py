@@ -74,3 +74,90 @@ def test_real_test_split_loads():
     assert len(ds) == 10_000
     x, label = ds[0]
     assert x.shape == (3, 32, 32) and 0 <= label < 10
+
+
+# ---------------------------------------------------------------- helpers for chapter 5
+
+
+def test_unnormalize_inverts_the_transform(tmp_path):
+    _fake_jpeg_tree(tmp_path, per_class=1)
+    pil = data.cifar10(root=tmp_path, transform=None)[0][0]
+    x = data.cifar10(root=tmp_path)[0][0]
+    pixels = torch.from_numpy(np.array(pil)).permute(2, 0, 1).double() / 255
+    torch.testing.assert_close(data.unnormalize(x).double(), pixels, rtol=0, atol=1e-6)
+    batch = torch.stack([x, -x])
+    assert data.unnormalize(batch).shape == (2, 3, 32, 32)
+    assert data.unnormalize(torch.full((3, 2, 2), 5.0)).max() == 1.0  # clamped to [0, 1]
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(1, 32, 32), torch.zeros(32, 32), torch.zeros(2, 4, 3, 3)])
+def test_unnormalize_rejects_non_rgb(bad):
+    with pytest.raises(ValueError, match="3-channel"):
+        data.unnormalize(bad)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        data.unnormalize(bad.numpy())
+
+
+def test_first_index_per_class(tmp_path):
+    _fake_jpeg_tree(tmp_path, per_class=3)
+    ds = data.cifar10(root=tmp_path)
+    idx = data.first_index_per_class(ds)
+    assert idx == [3 * c for c in range(10)]  # sorted folders: class c starts at 3*c
+    assert [ds[i][1] for i in idx] == list(range(10))
+
+    class Mixed(torch.utils.data.Dataset):  # no .targets: labels read item by item
+        labels = [2, 0, 1, 0, 2]
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return torch.zeros(3, 1, 1), self.labels[i]
+
+    assert data.first_index_per_class(Mixed(), num_classes=3) == [1, 2, 0]
+    with pytest.raises(ValueError, match=r"no image of class\(es\) \[3\]"):
+        data.first_index_per_class(Mixed(), num_classes=4)
+
+
+def test_split_indices_is_a_deterministic_partition():
+    a, b = data.split_indices(100, 80, seed=0)
+    assert len(a) == 80 and len(b) == 20
+    assert sorted(torch.cat([a, b]).tolist()) == list(range(100))
+    a2, b2 = data.split_indices(100, 80, seed=0)
+    assert torch.equal(a, a2) and torch.equal(b, b2)
+    assert not torch.equal(data.split_indices(100, 80, seed=1)[0], a)
+    # independent of the global random state, and leaves it alone
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    assert torch.equal(data.split_indices(100, 80, seed=0)[0], a)
+    assert torch.equal(torch.get_rng_state(), state)
+    # not sorted by index: the JPEG copy is sorted by class
+    assert a.tolist() != sorted(a.tolist())
+    assert data.split_indices(5, 0)[0].numel() == 0 and data.split_indices(5, 5)[1].numel() == 0
+
+
+@pytest.mark.parametrize(
+    "args, err, match",
+    [((10, 11), ValueError, "n_first must be between"), ((10, -1), ValueError, "n_first must be between"),
+     ((-1, 0), ValueError, "n must not be negative"), ((10.0, 5), TypeError, "n must be an int"),
+     ((10, 5, None), TypeError, "seed must be an int")],
+)  # fmt: skip
+def test_split_indices_errors(args, err, match):
+    with pytest.raises(err, match=match):
+        data.split_indices(*args)
+
+
+def test_to_tensors_equals_stacking_the_items(tmp_path):
+    _fake_jpeg_tree(tmp_path, per_class=2)
+    ds = data.cifar10(root=tmp_path)
+    X, y = data.to_tensors(ds, batch_size=3)
+    assert X.shape == (20, 3, 32, 32) and y.dtype == torch.int64
+    assert torch.equal(X, torch.stack([ds[i][0] for i in range(20)]))
+    assert y.tolist() == [i // 2 for i in range(20)]
+    idx = torch.tensor([7, 0, 19])
+    Xs, ys = data.to_tensors(ds, idx)
+    assert torch.equal(Xs, X[idx]) and torch.equal(ys, y[idx])
+    with pytest.raises(ValueError, match="empty"):
+        data.to_tensors(ds, [])
+    with pytest.raises(TypeError, match="not tensors"):
+        data.to_tensors(data.cifar10(root=tmp_path, transform=None))

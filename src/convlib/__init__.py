@@ -17,6 +17,7 @@ from .entry import entry_products, EntryProducts
 from . import data, plot
 from . import nhwc
 from . import animate, widgets
+from . import kernels
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,5 @@ __all__ = [
     "nhwc",
     "animate",
     "widgets",
+    "kernels",
 ]

@@ -26,6 +26,10 @@ __all__ = [
     "find_cifar10",
     "cifar10",
     "cifar10_transform",
+    "unnormalize",
+    "first_index_per_class",
+    "split_indices",
+    "to_tensors",
 ]
 
 CIFAR10_CLASSES = (
@@ -131,6 +135,93 @@ def cifar10(train: bool = False, transform="default", root=None):
             )
     ds.source = src
     return ds
+
+
+def unnormalize(x):
+    """Undo :func:`cifar10_transform`'s ``Normalize``: values in [-1, 1] back to pixel intensities in [0, 1].
+
+    Works on one image (C x H x W) or a batch (N x C x H x W) with C = 3; the result is clamped to [0, 1],
+    ready for ``plt.imshow`` after ``.permute(1, 2, 0)``.
+    """
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"x must be a 3-channel image C x H x W or a batch N x C x H x W, got shape {tuple(x.shape)}")
+    mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(3, 1, 1) for v in CIFAR10_MEAN_STD)
+    return (x * std + mean).clamp(0.0, 1.0)
+
+
+def _targets(dataset) -> list[int]:
+    targets = getattr(dataset, "targets", None)
+    if targets is None:  # a generic dataset: read the labels (loads every image once)
+        targets = [dataset[i][1] for i in range(len(dataset))]
+    return [int(t) for t in targets]
+
+
+def first_index_per_class(dataset, num_classes: int = len(CIFAR10_CLASSES)) -> list[int]:
+    """The index of the first image of each class: ``[i_airplane, i_automobile, ..., i_truck]``.
+
+    Reads the labels from ``dataset.targets`` (both of :func:`cifar10`'s sources have it) without loading
+    any image. Raises ``ValueError`` if a class has no image.
+    """
+    first: dict[int, int] = {}
+    for i, t in enumerate(_targets(dataset)):
+        first.setdefault(t, i)
+    missing = [c for c in range(num_classes) if c not in first]
+    if missing:
+        raise ValueError(f"the dataset has no image of class(es) {missing}")
+    return [first[c] for c in range(num_classes)]
+
+
+def split_indices(n: int, n_first: int, seed: int = 0):
+    """A deterministic random split of ``range(n)`` into two disjoint index tensors of sizes ``n_first`` and
+    ``n - n_first``.
+
+    The permutation comes from ``torch.randperm`` with its own generator seeded by ``seed``, so it is the
+    same on every machine and does not touch (or depend on) the global random state. Use it to split
+    CIFAR-10's test split into a part to train on and a part to evaluate on: the JPEG copy is sorted by
+    class, so taking the first ``n_first`` images would train on 8 classes and test on the other 2.
+    """
+    import torch
+
+    for name, v in (("n", n), ("n_first", n_first), ("seed", seed)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    if n < 0:
+        raise ValueError(f"n must not be negative, got {n}")
+    if not 0 <= n_first <= n:
+        raise ValueError(f"n_first must be between 0 and n = {n}, got {n_first}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n_first], perm[n_first:]
+
+
+def to_tensors(dataset, indices=None, batch_size: int = 500):
+    """Load (a subset of) a dataset of (image tensor, label) pairs into two tensors ``X`` (N x C x H x W) and
+    ``y`` (N, int64), in the order of ``indices`` (default: all, in order).
+
+    Goes through a ``DataLoader`` once; training from the resulting tensors avoids decoding every image
+    again in every epoch.
+    """
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    if indices is not None:
+        dataset = Subset(dataset, [int(i) for i in indices])
+    if len(dataset) == 0:
+        raise ValueError("cannot load an empty dataset (no indices given)")
+    first = dataset[0][0]
+    if not isinstance(first, torch.Tensor):
+        raise TypeError(
+            f"the dataset yields {type(first).__name__} images, not tensors: load it with a transform such as "
+            "cifar10_transform() (the default of cifar10())"
+        )
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        xs.append(x)
+        ys.append(torch.as_tensor(y, dtype=torch.int64))
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _main(argv=None) -> int:
