@@ -147,17 +147,58 @@ def test_split_indices_errors(args, err, match):
         data.split_indices(*args)
 
 
-def test_to_tensors_equals_stacking_the_items(tmp_path):
+@pytest.mark.parametrize("normalize", [True, False])
+def test_cifar10_tensors_equal_the_dataset_items(tmp_path, normalize):
     _fake_jpeg_tree(tmp_path, per_class=2)
-    ds = data.cifar10(root=tmp_path)
-    X, y = data.to_tensors(ds, batch_size=3)
-    assert X.shape == (20, 3, 32, 32) and y.dtype == torch.int64
-    assert torch.equal(X, torch.stack([ds[i][0] for i in range(20)]))
-    assert y.tolist() == [i // 2 for i in range(20)]
-    idx = torch.tensor([7, 0, 19])
-    Xs, ys = data.to_tensors(ds, idx)
-    assert torch.equal(Xs, X[idx]) and torch.equal(ys, y[idx])
-    with pytest.raises(ValueError, match="empty"):
-        data.to_tensors(ds, [])
-    with pytest.raises(TypeError, match="not tensors"):
-        data.to_tensors(data.cifar10(root=tmp_path, transform=None))
+    ds = data.cifar10(root=tmp_path, transform=data.cifar10_transform(normalize))
+    X, y = data.cifar10_tensors(normalize=normalize, root=tmp_path)
+    assert X.shape == (20, 3, 32, 32) and X.dtype == torch.float32 and y.dtype == torch.int64
+    assert torch.equal(X, torch.stack([ds[i][0] for i in range(20)]))  # bit for bit: same operations
+    assert y.tolist() == [ds[i][1] for i in range(20)] == [i // 2 for i in range(20)]
+
+
+def test_cifar10_tensors_missing_data(tmp_path):
+    with pytest.raises(data.DataNotFoundError, match="make data"):
+        data.cifar10_tensors(root=tmp_path)
+
+
+@pytest.mark.skipif(not os.environ.get("CONVLIB_DATA"), reason="CONVLIB_DATA not set (CI sets it)")
+def test_real_cifar10_tensors():
+    ds = data.cifar10()
+    X, y = data.cifar10_tensors()
+    assert X.shape == (10_000, 3, 32, 32) and y.shape == (10_000,)
+    for i in (0, 4321, 9999):
+        assert torch.equal(X[i], ds[i][0]) and y[i] == ds[i][1]
+    assert torch.bincount(y).tolist() == [1000] * 10
+
+
+def _fake_torchvision_copy(root: Path, monkeypatch, n: int = 12) -> np.ndarray:
+    """A tiny cifar-10-batches-py (test batch and meta), with torchvision's MD5 checks switched off."""
+    import pickle
+
+    from torchvision.datasets import cifar
+
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump({"data": pixels.reshape(n, -1), "labels": labels}, f)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    return pixels
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_cifar10_tensors_from_torchvision_copy(tmp_path, monkeypatch, normalize):
+    pixels = _fake_torchvision_copy(tmp_path, monkeypatch)
+    ds = data.cifar10(root=tmp_path, transform=data.cifar10_transform(normalize))
+    assert ds.source.kind == "torchvision"
+    X, y = data.cifar10_tensors(normalize=normalize, root=tmp_path)
+    assert torch.equal(X, torch.stack([ds[i][0] for i in range(len(ds))]))
+    assert y.tolist() == list(ds.targets)
+    expected = torch.from_numpy(pixels).float() / 255  # N x C x H x W, as the pickles store it
+    torch.testing.assert_close(data.unnormalize(X) if normalize else X, expected, rtol=0, atol=1e-6)

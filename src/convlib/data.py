@@ -29,7 +29,7 @@ __all__ = [
     "unnormalize",
     "first_index_per_class",
     "split_indices",
-    "to_tensors",
+    "cifar10_tensors",
 ]
 
 CIFAR10_CLASSES = (
@@ -197,31 +197,34 @@ def split_indices(n: int, n_first: int, seed: int = 0):
     return perm[:n_first], perm[n_first:]
 
 
-def to_tensors(dataset, indices=None, batch_size: int = 500):
-    """Load (a subset of) a dataset of (image tensor, label) pairs into two tensors ``X`` (N x C x H x W) and
-    ``y`` (N, int64), in the order of ``indices`` (default: all, in order).
+def cifar10_tensors(train: bool = False, normalize: bool = True, root=None):
+    """The whole CIFAR-10 split as two tensors: images ``X`` (N x 3 x 32 x 32, float32) and labels ``y`` (N, int64).
 
-    Goes through a ``DataLoader`` once; training from the resulting tensors avoids decoding every image
-    again in every epoch.
+    ``X[i], y[i]`` equal ``cifar10(train, root=root)[i]`` exactly (with ``normalize=False``:
+    ``cifar10_transform(normalize=False)``), in the same order, but all images are converted in one
+    vectorised step instead of one ``ToTensor``/``Normalize`` call per image: about a second for the 10,000
+    test images instead of several. Training from tensors also avoids decoding every JPEG again in every epoch.
     """
+    import numpy as np
     import torch
-    from torch.utils.data import DataLoader, Subset
 
-    if indices is not None:
-        dataset = Subset(dataset, [int(i) for i in indices])
-    if len(dataset) == 0:
-        raise ValueError("cannot load an empty dataset (no indices given)")
-    first = dataset[0][0]
-    if not isinstance(first, torch.Tensor):
-        raise TypeError(
-            f"the dataset yields {type(first).__name__} images, not tensors: load it with a transform such as "
-            "cifar10_transform() (the default of cifar10())"
-        )
-    xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        xs.append(x)
-        ys.append(torch.as_tensor(y, dtype=torch.int64))
-    return torch.cat(xs), torch.cat(ys)
+    ds = cifar10(train=train, transform=None, root=root)
+    if ds.source.kind == "torchvision":
+        pixels = np.asarray(ds.data)  # N x 32 x 32 x 3 uint8, already in memory
+    else:
+        from PIL import Image
+
+        def load(path):  # what ImageFolder's default loader does
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+
+        pixels = np.stack([load(path) for path, _ in ds.samples])
+    X = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255)  # what ToTensor does
+    if normalize:
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in CIFAR10_MEAN_STD)
+        X = X.sub_(mean).div_(std)  # what Normalize does
+    y = torch.as_tensor(ds.targets, dtype=torch.int64)
+    return X.contiguous(), y
 
 
 def _main(argv=None) -> int:
