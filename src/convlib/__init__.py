@@ -18,6 +18,7 @@ from . import data, plot
 from . import nhwc
 from . import animate, widgets
 from . import kernels
+from . import training
 
 __version__ = "0.1.0"
 
@@ -51,4 +52,5 @@ __all__ = [
     "animate",
     "widgets",
     "kernels",
+    "training",
 ]

@@ -795,6 +795,7 @@ def show_filters(weight, ncols: int = 8, suptitle: str | None = None, size: floa
         weight = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
     if weight.dim() != 4 or weight.shape[1] not in (1, 3):
         raise ValueError(f"weight must be O x C x kh x kw with C = 1 or 3, got shape {tuple(weight.shape)}")
+    ncols = min(ncols, weight.shape[0])
     if weight.shape[1] == 3:
         lo = weight.amin(dim=(1, 2, 3), keepdim=True)
         hi = weight.amax(dim=(1, 2, 3), keepdim=True)
