@@ -202,3 +202,37 @@ def test_cifar10_tensors_from_torchvision_copy(tmp_path, monkeypatch, normalize)
     assert y.tolist() == list(ds.targets)
     expected = torch.from_numpy(pixels).float() / 255  # N x C x H x W, as the pickles store it
     torch.testing.assert_close(data.unnormalize(X) if normalize else X, expected, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- chapter 5 without data
+
+
+def test_chapter5_stops_at_its_first_data_cell_with_the_how_to_message(tmp_path, monkeypatch, capsys):
+    """Run chapter 5's code cells in order where no copy of CIFAR-10 exists: the first cell that loads data
+    must fail with convlib.data's DataNotFoundError (which says how to get the data), and no earlier cell may fail."""
+    import json
+
+    notebook = Path(__file__).resolve().parents[1] / "chapters" / "05_cifar10.ipynb"
+    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    monkeypatch.setenv("CONVLIB_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setattr(data, "_REPO_DATA", tmp_path / "repo" / "data")  # a checkout without data/
+    (tmp_path / "chapters").mkdir()
+    monkeypatch.chdir(tmp_path / "chapters")  # ./data and ../data do not exist either
+    threads = torch.get_num_threads()
+    namespace: dict = {}
+    try:
+        for number, source in enumerate(cells):
+            try:
+                exec(compile(source, f"<chapter 5, code cell {number}>", "exec"), namespace)
+            except data.DataNotFoundError as err:
+                failed, message = number, str(err)
+                break
+        else:
+            pytest.fail("chapter 5 ran to the end without data")
+    finally:
+        torch.set_num_threads(threads)
+    first_data_cell = next(i for i, s in enumerate(cells) if "convlib.data.cifar10(" in s)
+    assert failed == first_data_cell
+    assert "CIFAR-10 was not found" in message and "make data" in message and "CONVLIB_DATA" in message
+    assert str(tmp_path / "nothing-here") in message  # it lists where it looked

@@ -72,3 +72,18 @@ def test_plot_curves():
     assert ax.get_xlabel() == "step" and ax.get_ylabel() == "loss" and ax.get_title() == "loss"
     with pytest.raises(ValueError, match="no curves"):
         plot.plot_curves({})
+
+
+def test_plot_curves_smoothed():
+    ys = np.arange(10.0) ** 2
+    ax = plot.plot_curves({"a": ys, "b": ys + 1}, smooth=3)
+    lines = ax.get_lines()
+    assert len(lines) == 4  # raw (faint) and smoothed, per curve
+    raw, smoothed = lines[0], lines[1]
+    assert raw.get_alpha() < 0.5 and smoothed.get_label() == "a (3-step mean)"
+    np.testing.assert_array_equal(smoothed.get_xdata(), np.arange(2, 10))
+    np.testing.assert_allclose(smoothed.get_ydata(), [(ys[i - 2] + ys[i - 1] + ys[i]) / 3 for i in range(2, 10)])
+    with pytest.raises(ValueError, match="smooth must be"):
+        plot.plot_curves({"a": ys}, smooth=0)
+    with pytest.raises(ValueError, match="fewer than the window"):
+        plot.plot_curves({"a": ys}, smooth=11)

@@ -747,7 +747,8 @@ def show_images(images, titles=None, ncols: int | None = None, suptitle: str | N
     if titles is not None and len(titles) != len(arrays):
         raise ValueError(f"got {len(titles)} titles for {len(arrays)} images")
     n = len(arrays)
-    if axes is None:
+    own_figure = axes is None
+    if own_figure:
         ncols = ncols or min(n, 10)
         nrows = -(-n // ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(min(max_fig_width, size * ncols), size * nrows + 0.4 * bool(suptitle)),
@@ -779,6 +780,8 @@ def show_images(images, titles=None, ncols: int | None = None, suptitle: str | N
             ax.set_title(titles[i], fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
+    if own_figure:
+        fig.tight_layout()
     return fig
 
 
@@ -805,22 +808,35 @@ def show_filters(weight, ncols: int = 8, suptitle: str | None = None, size: floa
 
 
 def plot_curves(curves: dict, ax=None, title: str | None = None, xlabel: str = "step", ylabel: str = "loss",
-                colors=None):  # fmt: skip
+                colors=None, smooth: int | None = None):  # fmt: skip
     """Several curves (e.g. training losses) on one axes: the first solid and wide, the next ones narrower and
     dashed on top of it, so that curves which coincide are visibly the same line.
 
-    ``curves`` maps a label to a sequence of y values (x = 0, 1, 2, ...). Colours default to the palette's
-    kernel, input and output colours. Returns the axes.
+    ``curves`` maps a label to a sequence of y values (x = 0, 1, 2, ...). With ``smooth=k`` the raw values are
+    drawn faint and thin, and the curves described above are their moving averages over ``k`` consecutive
+    values (plotted at the window's last x). Colours default to the palette's kernel, input and output
+    colours. Returns the axes.
     """
     if not curves:
         raise ValueError("no curves to plot")
+    if smooth is not None and (not isinstance(smooth, int) or isinstance(smooth, bool) or smooth < 1):
+        raise ValueError(f"smooth must be a positive int (a window length) or None, got {smooth!r}")
     if ax is None:
         _, ax = plt.subplots(figsize=(min(max_fig_width, 6.5), 3.2))
     colors = colors or [PALETTE["kernel"], PALETTE["input"], PALETTE["output"], PALETTE["highlight"], PALETTE["negative"]]
     for i, (label, ys) in enumerate(curves.items()):
         ys = np.asarray(ys.detach().cpu() if isinstance(ys, torch.Tensor) else ys, dtype=float)
+        xs = np.arange(len(ys))
+        color = colors[i % len(colors)]
+        if smooth:
+            if len(ys) < smooth:
+                raise ValueError(f"curve {label!r} has {len(ys)} values, fewer than the window smooth={smooth}")
+            ax.plot(xs, ys, color=color, lw=0.6, alpha=0.35)
+            ys = np.convolve(ys, np.ones(smooth) / smooth, mode="valid")
+            xs = xs[smooth - 1 :]
+            label = f"{label} ({smooth}-step mean)"
         style = {"lw": 3.0, "ls": "-", "alpha": 0.8} if i == 0 else {"lw": 1.4, "ls": (0, (4, 2 + i))}
-        ax.plot(np.arange(len(ys)), ys, color=colors[i % len(colors)], label=label, **style)
+        ax.plot(xs, ys, color=color, label=label, **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
