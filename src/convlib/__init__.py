@@ -19,6 +19,8 @@ from . import nhwc
 from . import animate, widgets
 from . import kernels
 from . import training
+from .fast import conv2d
+from . import fast
 
 __version__ = "0.1.0"
 
@@ -53,4 +55,6 @@ __all__ = [
     "widgets",
     "kernels",
     "training",
+    "conv2d",
+    "fast",
 ]

@@ -1,0 +1,253 @@
+"""convlib.conv2d (the fast path) against PyTorch: every formulation, every block size, errors, and no conv op."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import conv_configs, tol
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convlib
+from convlib import fast
+
+
+@contextlib.contextmanager
+def block_bytes(n):
+    """Plan with blocks of about ``n`` bytes (16: one output row per block) inside the ``with``."""
+    old = fast.BLOCK_BYTES
+    fast.BLOCK_BYTES = n
+    fast.conv2d_plan.cache_clear()
+    fast.clear_workspaces()
+    try:
+        yield
+    finally:
+        fast.BLOCK_BYTES = old
+        fast.conv2d_plan.cache_clear()
+        fast.clear_workspaces()
+
+
+def _check(cfg, **extra):
+    x, weight, bias, kw = cfg
+    expected = F.conv2d(x, weight, bias, **kw)
+    got = convlib.conv2d(x, weight, bias, **kw, **extra)
+    assert got.shape == expected.shape
+    assert got.dtype == expected.dtype
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, expected, **tol(x.dtype))
+
+
+# ---------------------------------------------------------------- equal to PyTorch, property-based
+
+
+@given(cfg=conv_configs(allow_same=True))
+def test_conv2d_equals_F_conv2d(cfg):
+    _check(cfg)
+
+
+@given(cfg=conv_configs(max_groups=1, allow_same=True))
+def test_full_mode_equals_F_conv2d(cfg):
+    _check(cfg, mode="full")
+
+
+@given(cfg=conv_configs(allow_same=True))
+def test_tap_mode_equals_F_conv2d(cfg):
+    _check(cfg, mode="tap")
+
+
+@given(cfg=conv_configs(allow_same=True), multiplier=st.integers(1, 3))
+def test_depthwise_mode_equals_F_conv2d(cfg, multiplier):
+    x, _, bias, kw = cfg
+    C = x.shape[1]
+    weight = torch.randn(C * multiplier, 1, 3, 2, dtype=x.dtype)
+    bias = None if bias is None else torch.randn(C * multiplier, dtype=x.dtype)
+    kw = dict(kw, groups=C, dilation=1)
+    if isinstance(kw["padding"], str) or min(x.shape[2:]) + 2 * min(_pair(kw["padding"])) < 3:
+        kw["padding"] = 1
+    _check((x, weight, bias, kw), mode="depthwise")
+    _check((x, weight, bias, kw))
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@given(
+    N=st.integers(1, 3), C=st.integers(1, 5), O=st.integers(1, 5), H=st.integers(1, 9), W=st.integers(1, 9),
+    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_gemm1x1_mode_equals_F_conv2d(N, C, O, H, W, bias, dtype):
+    x = torch.randn(N, C, H, W, dtype=dtype)
+    w = torch.randn(O, C, 1, 1, dtype=dtype)
+    b = torch.randn(O, dtype=dtype) if bias else None
+    assert fast.conv2d_plan(N, C, H, W, O, 1, 1).mode == "gemm1x1"
+    _check((x, w, b, {}), mode="gemm1x1")
+
+
+@pytest.mark.parametrize("mode", [None, "tap", "full"])
+@given(cfg=conv_configs(max_groups=1, allow_same=True))
+def test_tiny_blocks_equal_F_conv2d(mode, cfg):
+    """Blocks of one output row (many bands per image) give the same result as one block."""
+    with block_bytes(16):
+        _check(cfg, mode=mode)
+
+
+@given(cfg=conv_configs(max_groups=2))
+def test_unbatched_input(cfg):
+    x, weight, bias, kw = cfg
+    got = convlib.conv2d(x[0], weight, bias, **kw)
+    torch.testing.assert_close(got, F.conv2d(x[0], weight, bias, **kw), **tol(x.dtype))
+    assert got.dim() == 3
+
+
+@given(cfg=conv_configs(allow_same=True))
+def test_second_call_reuses_the_workspace_correctly(cfg):
+    """The kept canvas and buffers hold nothing from the previous call (new values, same shape)."""
+    x, weight, bias, kw = cfg
+    convlib.conv2d(x, weight, bias, **kw)
+    x2, w2 = torch.randn_like(x), torch.randn_like(weight)
+    _check((x2, w2, bias, kw))
+
+
+def test_non_contiguous_inputs():
+    x = torch.randn(2, 5, 9, 8, dtype=torch.float64)
+    w = torch.randn(6, 5, 3, 3, dtype=torch.float64)
+    for xx in (x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
+        for kw in ({"padding": 1}, {"padding": 0}, {"stride": 2}):
+            torch.testing.assert_close(convlib.conv2d(xx, w, **kw), F.conv2d(x, w, **kw))
+    w_cl = w.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(convlib.conv2d(x, w_cl, padding=1), F.conv2d(x, w, padding=1))
+
+
+@given(cfg=conv_configs(allow_same=True))
+def test_gradients_equal_F_conv2d(cfg):
+    x, weight, bias, kw = cfg
+    x, weight = x.double().requires_grad_(), weight.double().requires_grad_()
+    bias = None if bias is None else bias.double().requires_grad_()
+    inputs = [t for t in (x, weight, bias) if t is not None]
+    y = convlib.conv2d(x, weight, bias, **kw)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, inputs, g)
+    expected = torch.autograd.grad(F.conv2d(x, weight, bias, **kw), inputs, g)
+    torch.testing.assert_close(y, F.conv2d(x, weight, bias, **kw))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@given(
+    N=st.integers(1, 4), C=st.integers(1, 6), H=st.integers(3, 40), W=st.integers(3, 40), k=st.integers(1, 3),
+    s=st.integers(1, 3), p=st.integers(0, 2), block=st.sampled_from([16, 4096, 1 << 20]),
+)
+def test_blocks_cover_every_output_once(N, C, H, W, k, s, p, block):
+    plan = fast.conv2d_plan(N, C, H, W, 4, k, k, (s, s), (p, p), (1, 1), 1, block_bytes=block)
+    seen = torch.zeros(N, plan.Ho, dtype=torch.int64)
+    for n0, n1, i0, i1 in plan.blocks:
+        seen[n0:n1, i0:i1] += 1
+    assert bool((seen == 1).all())
+    # garbage: at most Wc - Wo extra columns per row, and none when the canvas rows are exactly Wo long
+    assert 1.0 <= plan.waste <= plan.Wc / plan.Wo
+
+
+def test_plan_examples():
+    """The canvas of the chapter's examples: a 3x3 kernel with padding 1 wastes one column in W + 1."""
+    plan = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1))
+    assert (plan.Wc, plan.Wo, plan.mode) == (57, 56, "tap")
+    assert plan.taps[:4] == ((0, 0), (0, 1), (0, 2), (0, 57))  # tap (u, v) reads the canvas at u*Wc + v
+    # one column of garbage between two rows of a band: with one band per image, 55 of them per 56 rows
+    assert 1 < plan.waste < (55 * 57 + 56) / (56 * 56)
+    whole = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1), block_bytes=1 << 30)
+    assert whole.blocks == ((0, 8, 0, 56),) and whole.waste == pytest.approx((55 * 57 + 56) / (56 * 56))
+    assert fast.conv2d_plan(32, 3, 32, 32, 32, 5, 5).mode == "full"  # C*kh*kw = 75: one product per block
+    assert fast.conv2d_plan(8, 64, 56, 56, 128, 1, 1).mode == "gemm1x1"
+    assert fast.conv2d_plan(16, 32, 32, 32, 32, 3, 3, (1, 1), (1, 1), (1, 1), 32).mode == "depthwise"
+    s2 = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (2, 2), (1, 1))
+    assert s2.phases == 4 and (s2.Hr, s2.Wc) == (29, 29)  # 58 padded rows and columns, split in two
+
+
+def test_canvas_of_a_small_image():
+    """Row-major canvas: a row's right padding is the next row's left padding; tap (u, v) is a slice."""
+    x = torch.arange(1.0, 7).reshape(1, 1, 2, 3)
+    plan = fast.conv2d_plan(1, 1, 2, 3, 1, 3, 3, (1, 1), (1, 1))
+    canvas = fast.make_canvas(x, plan)[0, 0, 0]
+    assert plan.Wc == 4
+    assert canvas.tolist() == [0, 0, 0, 0, 0, 1, 2, 3, 0, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0]
+    w = torch.zeros(1, 1, 3, 3)
+    w[0, 0, 2, 0] = 1.0  # tap (2, 0): output (i, j) reads padded pixel (i + 2, j)
+    y = convlib.conv2d(x, w, padding=1)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1))
+    Q = (plan.Ho - 1) * plan.Wc + plan.Wo
+    offset = 2 * plan.Wc + 0
+    # q = i*Wc + j: output row 0 reads [0 4 5], then one garbage value (6), then output row 1 reads zeros
+    assert canvas[offset : offset + Q].tolist() == [0, 4, 5, 6, 0, 0, 0]
+    assert y.flatten().tolist() == [0, 4, 5, 0, 0, 0]
+
+
+# ---------------------------------------------------------------- only matrix products and data movement
+
+
+def test_no_convolution_or_unfold_op_runs():
+    """The profiler's list of every ATen op conv2d runs has no convolution, unfold/im2col or oneDNN op."""
+    from torch.profiler import ProfilerActivity, profile
+
+    shapes = [
+        ((2, 3, 12, 12), (4, 3, 5, 5), {}),  # full
+        ((2, 16, 10, 10), (16, 16, 3, 3), {"padding": 1}),  # tap
+        ((2, 64, 6, 6), (8, 64, 3, 3), {"stride": 2, "padding": 1}),  # tap, phases
+        ((2, 8, 10, 10), (8, 1, 3, 3), {"padding": 1, "groups": 8}),  # depthwise
+        ((2, 6, 7, 7), (4, 6, 1, 1), {}),  # gemm1x1
+        ((2, 6, 7, 7), (4, 3, 3, 3), {"groups": 2}),  # grouped tap
+    ]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for xs, ws, kw in shapes:
+            convlib.conv2d(torch.randn(xs), torch.randn(ws), torch.randn(ws[0]), **kw)
+    names = {e.key for e in prof.key_averages()}
+    forbidden = [n for n in names if any(w in n.lower() for w in ("conv", "im2col", "unfold", "col2im", "mkldnn"))]
+    assert not forbidden, forbidden
+    products = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm_"}
+    assert len(products & names) >= 3, names  # the work is done by matrix products
+    assert "aten::addcmul_" in names  # ... and, for the depthwise layer, by diagonal ones
+
+
+# ---------------------------------------------------------------- bad input: clear errors
+
+X = torch.randn(1, 4, 6, 6)
+WT = torch.randn(2, 4, 3, 3)
+
+BAD_CALLS = [
+    ((torch.randn(6, 6), WT), {}, ValueError, "input must be 4-D"),
+    ((X, torch.randn(2, 4, 3)), {}, ValueError, "weight must be 4-D"),
+    ((X, torch.randn(2, 3, 3, 3)), {}, ValueError, "input has 4 channels"),
+    ((X, torch.randn(3, 2, 3, 3)), {"groups": 2}, ValueError, "does not divide the weight's 3 out-channels"),
+    ((X, WT), {"groups": 0}, ValueError, "groups must be at least 1"),
+    ((X, torch.randn(2, 4, 7, 3)), {}, ValueError, "kernel larger than the padded input"),
+    ((X, WT), {"stride": 0}, ValueError, "stride must not be less than 1"),
+    ((X, WT), {"padding": -1}, ValueError, "padding must not be negative"),
+    ((X, WT), {"padding": "full"}, ValueError, "padding must be an int, a pair, 'valid' or 'same'"),
+    ((X, WT), {"padding": "same", "stride": 2}, ValueError, "padding='same' needs stride 1"),
+    ((X, WT, torch.randn(3)), {}, ValueError, "bias must be 1-D with 2 entries"),
+    ((X.numpy(), WT), {}, TypeError, "input must be a torch.Tensor"),
+    ((X.double(), WT), {}, TypeError, "same dtype"),
+    ((X.long(), WT.long()), {}, TypeError, "floating-point dtype"),
+    ((X, WT), {"mode": "winograd"}, ValueError, "mode must be one of"),
+    ((X, torch.randn(2, 2, 3, 3)), {"groups": 2, "mode": "full"}, ValueError, "mode='full' needs groups=1"),
+    ((X, WT), {"mode": "depthwise"}, ValueError, "mode='depthwise' needs groups equal to the 4 input channels"),
+    ((X, WT), {"mode": "gemm1x1"}, ValueError, "mode='gemm1x1' needs a 1x1 kernel"),
+    ((X, torch.randn(2, 4, 1, 1)), {"padding": 1, "mode": "gemm1x1"}, ValueError, "no padding"),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, exc, words", BAD_CALLS)
+def test_bad_input_raises_clear_error(args, kwargs, exc, words):
+    with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")):
+        convlib.conv2d(*args, **kwargs)
+
+
+def test_exported():
+    assert convlib.conv2d is fast.conv2d
+    assert "conv2d" in convlib.__all__
