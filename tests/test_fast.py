@@ -258,6 +258,7 @@ BAD_CALLS = [
     ((X.long(), WT.long()), {}, TypeError, "floating-point dtype"),
     ((X, WT), {"mode": "winograd"}, ValueError, "mode must be one of"),
     ((X, WT), {"layout": "nhwc"}, ValueError, "layout must be one of"),
+    ((X, WT), {"block_bytes": 0}, ValueError, "block_bytes must be a positive int"),
     ((X, WT), {"layout": "exact", "stride": 2}, ValueError, "layout='exact' needs stride 1"),
     ((X, WT), {"layout": "canvas", "stride": 2}, ValueError, "layout='canvas' needs stride 1"),
     ((X, torch.randn(2, 2, 3, 3)), {"groups": 2, "mode": "full"}, ValueError, "mode='full' needs groups=1"),

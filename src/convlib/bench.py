@@ -4,8 +4,9 @@ What it measures, all in one run (so that every ratio compares numbers taken min
 machine, under the same load):
 
 - the **sgemm ceiling**: the float32 rate of one large ``torch.mm`` (GFLOP/s), and a copy bandwidth (GB/s);
-- the **suite** of layers from issue 8 (plus bias, as ``nn.Conv2d`` has by default): every method on every
-  layer, the methods interleaved round by round, a warm-up first, then the median of the repeats;
+- the **suite** of layers from issue 8 (float32, no bias): every method on every layer, the methods
+  interleaved round by round, a warm-up first, then the median of the repeats;
+- an **ablation** of ``convlib.conv2d`` itself: each formulation, layout and block size on a few layers;
 - three **sweeps** (image size, channels, kernel size) for the growth of the cost, with log-log slopes;
 - the **convolution matrix**: build time and bytes of ``conv_matrix`` (sparse CSR) against the widely shared
   dense loop construction (``conv_matrix_loops``);
@@ -103,12 +104,12 @@ class Layer:
         return self.flops / self.min_bytes()
 
     def tensors(self, seed: int = 0, dtype=torch.float32, device="cpu"):
+        """Random input and weight (and no bias: the suite times the convolution itself, F.conv2d's default)."""
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(self.N, self.C, self.H, self.H, generator=g, dtype=dtype)
         w = torch.randn(self.O, self.C // self.groups, self.k, self.k, generator=g, dtype=dtype)
-        b = torch.randn(self.O, generator=g, dtype=dtype)
         kw = dict(stride=self.stride, padding=self.padding, dilation=1, groups=self.groups)
-        return x.to(device), w.to(device), b.to(device), kw
+        return x.to(device), w.to(device), None, kw
 
 
 #: The layers of issue 8: (N, C, H=W, O, k, padding), stride 1 unless noted; float32, one thread.
@@ -132,6 +133,23 @@ SWEEPS = {
     "kernel size k": [Layer(8, 32, 32, 32, k, k // 2) for k in (1, 3, 5, 7, 9)],
 }
 SWEEP_X = {"image size H": "H", "channels C = O": "C", "kernel size k": "k"}
+
+#: convlib.conv2d's own choices, each timed against F.conv2d: (suite layer, label, keyword arguments)
+ABLATION = [
+    (1, "default: tap, exact, whole images", {}),
+    (1, "tap, exact, 1 MiB blocks (bands of rows)", {"layout": "exact", "block_bytes": 1 << 20}),
+    (1, "tap, canvas (copy in, garbage column, copy out)", {"layout": "canvas"}),
+    (1, "full (patch block + one product), canvas", {"mode": "full", "layout": "canvas"}),
+    (3, "default: full, canvas", {}),
+    (3, "tap (weights re-ordered per tap), canvas", {"mode": "tap", "layout": "canvas"}),
+    (4, "default: tap, canvas, 1 MiB blocks", {}),
+    (4, "full, canvas", {"mode": "full"}),
+    (4, "tap, exact", {"layout": "exact"}),
+    (7, "default: depthwise, canvas, 1 MiB blocks", {}),
+    (7, "depthwise, canvas, 16 MiB blocks", {"block_bytes": 16 << 20}),
+    (7, "depthwise, exact", {"layout": "exact"}),
+    (7, "tap: groups as a batch of 1 x 1 products", {"mode": "tap"}),
+]
 
 # the quick version (chapter 6 runs it inline): small layers, few repeats
 QUICK_SUITE = [0, 4, 7]
@@ -298,6 +316,21 @@ def machine_info(device="cpu") -> dict:
 # ---------------------------------------------------------------------------------------------- timing
 
 
+def steady_allocator() -> str:
+    """Keep freed memory in the process (glibc ``mallopt``), so that no method pays page faults for the
+    fresh output tensor of every call while another reuses its memory: how large tensors are allocated must
+    not decide a comparison. Returns what was done (stored with the results)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+        return "glibc mallopt: mmap threshold 256 MiB, trim threshold 1 GiB" if ok else "mallopt refused"
+    except (OSError, AttributeError):
+        return "default allocator (no glibc)"
+
+
 def _sync(device):
     if str(device).startswith("cuda"):
         torch.cuda.synchronize(device)
@@ -394,6 +427,27 @@ def _time_layer(layer: Layer, repeat: int, naive_repeat: int, device, methods=No
     return rows
 
 
+def _ablation(repeat) -> list[dict]:
+    """convlib.conv2d with each of its formulations, layouts and block sizes forced, against F.conv2d."""
+    from . import fast
+
+    rows = []
+    for index in dict.fromkeys(i for i, _, _ in ABLATION):
+        layer = SUITE[index]
+        x, w, b, kw = layer.tensors()
+        variants = [(label, opts) for i, label, opts in ABLATION if i == index]
+        fns = {"F.conv2d": lambda: F.conv2d(x, w, b, **kw)}
+        for label, opts in variants:
+            fns[label] = (lambda o: lambda: fast.conv2d(x, w, b, **kw, **o))(opts)
+        times = time_interleaved(fns, repeat, warmup=2)
+        ref = statistics.median(times["F.conv2d"]["wall"])
+        for label, opts in variants:
+            med = statistics.median(times[label]["wall"])
+            rows.append({"layer": layer.name, "index": index, "variant": label, "options": json.dumps(opts),
+                         "median_s": med, "ratio_to_F": med / ref, "gflops": layer.flops / med / 1e9})
+    return rows
+
+
 def _conv_matrix_rows(sizes, repeat, progress):
     import convlib
 
@@ -425,10 +479,11 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     suite = [SUITE[i] for i in QUICK_SUITE] if quick else SUITE
     sweeps = QUICK_SWEEPS if quick else SWEEPS
     cm_sizes = [] if quick else [8, 12, 16, 24, 32]
-    total = 3 + len(suite) + sum(len(v) for v in sweeps.values()) + len(cm_sizes)
+    total = 3 + len(suite) + sum(len(v) for v in sweeps.values()) + len(cm_sizes) + (0 if quick else 1)
     bar = _bar(total, progress)
     t_start = time.perf_counter()
     info = machine_info(device)
+    info["allocator"] = steady_allocator()
     bar.set_description("sgemm ceiling")
     gemm = sgemm_rate(1024 if quick else 2048, repeat=3 if quick else 7, device=device)
     bar.update(1)
@@ -447,6 +502,11 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
             sweep_rows += [dict(r, sweep=sweep, x=getattr(layer, SWEEP_X[sweep].split()[0]))
                            for r in _time_layer(layer, max(3, repeat // 2), naive_repeat, device, methods)]
             bar.update(1)
+    abl_rows = []
+    if not quick:
+        bar.set_description("ablation")
+        abl_rows = _ablation(repeat)
+        bar.update(1)
     bar.set_description("conv_matrix")
     cm_rows = _conv_matrix_rows(cm_sizes, 5, bar.update) if cm_sizes else []
     # a second ceiling at the end: how much did the machine drift during the run?
@@ -459,7 +519,8 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
         pass
     info["duration_s"] = time.perf_counter() - t_start
     results = {"machine": info, "quick": quick, "repeat": repeat, "sgemm_gflops": gemm, "sgemm_gflops_end": gemm_end,
-               "copy_gbs": bw, "suite": suite_rows, "sweeps": sweep_rows, "conv_matrix": cm_rows}
+               "copy_gbs": bw, "suite": suite_rows, "sweeps": sweep_rows, "ablation": abl_rows,
+               "conv_matrix": cm_rows}
     results["summary"] = summarize(results)
     return results
 
@@ -514,12 +575,12 @@ def _bar(total, progress):
 
 
 def write_results(results: dict, out: Path) -> list[Path]:
-    """``results.json`` (everything) and ``suite.csv``, ``sweeps.csv``, ``conv_matrix.csv`` (flat tables)."""
+    """``results.json`` (everything) and ``suite.csv``, ``sweeps.csv``, ``ablation.csv``, ``conv_matrix.csv``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.json"]
     paths[0].write_text(json.dumps(results, indent=1, default=float) + "\n")
-    for name in ("suite", "sweeps", "conv_matrix"):
+    for name in ("suite", "sweeps", "ablation", "conv_matrix"):
         rows = results[name]
         if not rows:
             continue

@@ -53,8 +53,11 @@ __all__ = ["conv2d", "conv2d_plan", "Plan", "MODES", "LAYOUTS", "make_canvas", "
 MODES = ("tap", "full", "depthwise", "gemm1x1")
 LAYOUTS = ("exact", "canvas", "phases")
 
-# Bytes of (output block + input slices [+ patch block]) per block: about half of a 2 MiB L2 cache.
+# Bytes of (output block + input slices [+ patch block]) per block: about half of a 2 MiB L2 cache. Measured
+# (chapter 6): right for the elementwise depthwise taps and the canvas copies; the 'exact' layout's products
+# are faster on whole images (MKL blocks for the cache itself, and fewer, larger products cost less).
 BLOCK_BYTES = 1 << 20
+EXACT_BLOCK_BYTES = 16 << 20
 # 'full' (one product with inner dimension C*kh*kw on a copied patch block) at or below this C*kh*kw
 FULL_MAX_K = 256
 # 'exact' layout for dense 'tap' layers with at least this many channels and this image width
@@ -209,7 +212,8 @@ def conv2d_plan(N, C, H, W, O, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(
         )
     C_in = C // groups if mode == "tap" else C
     per_col = {"full": O + C * kh * kw, "tap": O + C_in, "depthwise": O + C, "gemm1x1": O + C}[mode]
-    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    if block_bytes is None:
+        block_bytes = EXACT_BLOCK_BYTES if layout == "exact" else BLOCK_BYTES
     cols_per_block = max(Wc, block_bytes // (itemsize * per_col))
     if mode == "tap" and groups > 1:  # grouped products are batched over the groups: one image per block
         cols_per_block = min(cols_per_block, (Ho - 1) * Wc + Wo)
@@ -268,7 +272,10 @@ class _Workspace:
         zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
         self.canvas = self.store = self.cols = self.wbuf = None
         self.exact = p.layout == "exact"
-        sizes = [(b[1] - b[0], p.block_cols(b)) for b in p.blocks]
+        # 'full' off the exact layout: the patch block has exactly Ho x Wo columns (no garbage), like im2col's
+        self.patches = p.mode == "full" and not self.exact
+        self.direct = self.exact or self.patches  # the products write straight into the output
+        sizes = [(b[1] - b[0], (b[3] - b[2]) * p.Wo if self.patches else p.block_cols(b)) for b in p.blocks]
         biggest = max(m * Q for m, Q in sizes)
         self.fills = []
         if not self.exact and not p.zero_copy:
@@ -276,7 +283,7 @@ class _Workspace:
             grid = self.canvas.view(N, p.phases, C, p.Hr, p.Wc)
             self.fills = [(grid[:, ph, :, r0 : r0 + ny, c0 : c0 + nx], y0, x0)
                           for ph, y0, x0, r0, c0, ny, nx in _phase_copies(p) if ny and nx]
-        if not self.exact:
+        if not self.direct:
             self.store = zeros(biggest * O)
         if p.mode == "tap":
             self.wbuf = zeros(T, g, O // g, C // g)
@@ -284,7 +291,6 @@ class _Workspace:
             self.wbuf = zeros(T, C, O // C, 1)
         elif p.mode == "full":
             self.cols = zeros(biggest * C * T)
-        self.grid = p.mode == "full" and p.layout == "canvas"  # all taps in one strided copy per block
         # per block: (n0, m, i0, Q, taps, covered) with taps = ((t, qa, qb), ...): tap t adds to columns qa:qb
         self.blocks = []
         for (n0, n1, i0, i1), (m, Q) in zip(p.blocks, sizes):
@@ -306,7 +312,7 @@ class _Workspace:
                 taps.insert(0, taps.pop(full[0]))
             # 'full' writes the whole block in one product (zero patch rows where a tap reads padding)
             covered = bool(full) or p.mode == "full"
-            self.blocks.append((n0, m, i0, Q, tuple(taps), covered))
+            self.blocks.append((n0, m, i0, Q, tuple(taps), covered, i1 - i0))
         self.specs = self._specs()
         self.sources = None if self.canvas is None else self._sources(self.canvas)
 
@@ -323,11 +329,16 @@ class _Workspace:
         L = p.H * p.W if self.exact else p.canvas_len
         image = p.phases * C * L
         out = []
-        for n0, m, i0, Q, taps, _ in self.blocks:
+        for n0, m, i0, Q, taps, _, rows in self.blocks:
             specs = []
-            if self.grid:
+            if self.patches:  # the block of the patch matrix: (c, u, v) rows, (i, j) columns
                 (dh, dw) = p.dilation
-                specs.append(((m, C, p.kh, p.kw, Q), (image, L, dh * p.Wc, dw, 1), n0 * image + i0 * p.Wc))
+                if p.phases == 1:  # all taps in one strided view
+                    specs.append(((m, C, p.kh, p.kw, rows, p.Wo), (image, L, dh * p.Wc, dw, p.Wc, 1),
+                                  n0 * image + i0 * p.Wc))
+                else:
+                    specs += [((m, C, rows, p.Wo), (image, L, p.Wc, 1), n0 * image + src * C * L + i0 * p.Wc + off)
+                              for src, off, _, _ in p.taps]
                 out.append(specs)
                 continue
             for t, qa, qb in taps:
@@ -379,8 +390,8 @@ class _Workspace:
         y = x.new_empty(N, O, p.Ho, p.Wo)
         HoWo = p.Ho * p.Wo
         # 3. the blocks
-        for (n0, m, i0, Q, taps, covered), srcs in zip(self.blocks, sources):
-            if self.exact:  # the products write straight into the output
+        for (n0, m, i0, Q, taps, covered, rows), srcs in zip(self.blocks, sources):
+            if self.direct:  # the products write straight into the output
                 acc = y.as_strided((m, O, Q), (O * HoWo, HoWo, 1), y.storage_offset() + n0 * O * HoWo + i0 * p.Wo)
                 block_bias = bias
             else:
@@ -398,7 +409,7 @@ class _Workspace:
                 self._depthwise(acc, m, Q, taps, srcs, wt, block_bias, covered)
             else:
                 self._tap(acc, m, Q, taps, srcs, wt, block_bias, covered)
-            if not self.exact:  # copy the valid outputs out, dropping the garbage, adding the bias
+            if not self.direct:  # copy the valid outputs out, dropping the garbage, adding the bias
                 i1 = i0 + (Q - p.Wo) // p.Wc + 1
                 valid = acc.as_strided((m, O, i1 - i0, p.Wo), (O * Q, Q, p.Wc, 1))
                 target = y[n0 : n0 + m, :, i0:i1]
@@ -439,8 +450,11 @@ class _Workspace:
         p = self.plan
         C, T = p.C, p.kh * p.kw
         cols = self.cols[: m * C * T * Q].view(m, C, T, Q)
-        if self.grid:
-            cols.view(m, C, p.kh, p.kw, Q).copy_(srcs[0])
+        if self.patches and p.phases == 1:
+            cols.view(m, C, p.kh, p.kw, Q // p.Wo, p.Wo).copy_(srcs[0])
+        elif self.patches:
+            for t, src in enumerate(srcs):
+                cols[:, :, t].view(m, C, Q // p.Wo, p.Wo).copy_(src)
         else:
             present = {t for t, _, _ in taps}
             for t in range(T):
@@ -579,7 +593,8 @@ def _differentiable(x, weight, bias, plan: Plan):
     return y.contiguous()
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode=None, layout=None):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode=None, layout=None,
+           block_bytes=None):
     """2-D convolution from matrix products and data movement only, as fast as we could make it.
 
     Same arguments and result as ``torch.nn.functional.conv2d``: ``x`` is N x C x H x W (or unbatched
@@ -588,7 +603,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, m
     N x O x Ho x Wo tensor. How it works: see the module docstring; :func:`conv2d_plan` shows the plan for a
     shape. ``mode`` and ``layout`` (keyword only) force a formulation (``'tap'``, ``'full'`` (groups=1),
     ``'depthwise'`` (groups = C), ``'gemm1x1'`` (1x1, stride 1, no padding, groups=1)) and a layout
-    (``'exact'``, ``'canvas'``, ``'phases'``), for measuring them. Differentiable: with autograd recording, it
+    (``'exact'``, ``'canvas'``, ``'phases'``), ``block_bytes`` the size of the blocks, for measuring them.
+    Differentiable: with autograd recording, it
     runs the tap formulation on a canvas, unblocked, with out-of-place operations.
     """
     a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)
@@ -606,8 +622,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, m
             raise ValueError("mode='gemm1x1' needs a 1x1 kernel, stride 1, no padding and groups=1")
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS} or None, got {layout!r}")
+    if block_bytes is not None and (not isinstance(block_bytes, int) or block_bytes < 1):
+        raise ValueError(f"block_bytes must be a positive int or None, got {block_bytes!r}")
     plan = functools.partial(conv2d_plan, N, C, H, W, O, kh, kw, a.stride, a.padding, a.dilation, a.groups,
-                             itemsize=xb.element_size())
+                             itemsize=xb.element_size(), block_bytes=block_bytes)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (xb, w, a.bias)):
         y = _differentiable(xb, w, a.bias, plan(mode="tap", layout="phases"))
         return y[0] if a.unbatched else y
