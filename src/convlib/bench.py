@@ -136,20 +136,36 @@ SWEEP_X = {"image size H": "H", "channels C = O": "C", "kernel size k": "k"}
 
 #: convlib.conv2d's own choices, each timed against F.conv2d: (suite layer, label, keyword arguments)
 ABLATION = [
-    (1, "default: tap, exact, whole images", {}),
-    (1, "tap, exact, 1 MiB blocks (bands of rows)", {"layout": "exact", "block_bytes": 1 << 20}),
-    (1, "tap, canvas (copy in, garbage column, copy out)", {"layout": "canvas"}),
-    (1, "full (patch block + one product), canvas", {"mode": "full", "layout": "canvas"}),
-    (3, "default: full, canvas", {}),
-    (3, "tap (weights re-ordered per tap), canvas", {"mode": "tap", "layout": "canvas"}),
-    (4, "default: tap, canvas, 1 MiB blocks", {}),
-    (4, "full, canvas", {"mode": "full"}),
-    (4, "tap, exact", {"layout": "exact"}),
-    (7, "default: depthwise, canvas, 1 MiB blocks", {}),
-    (7, "depthwise, canvas, 16 MiB blocks", {"block_bytes": 16 << 20}),
-    (7, "depthwise, exact", {"layout": "exact"}),
-    (7, "tap: groups as a batch of 1 x 1 products", {"mode": "tap"}),
+    (1, {}),
+    (1, {"mode": "tap", "layout": "exact", "block_bytes": 1 << 20}),
+    (1, {"mode": "tap", "layout": "canvas"}),
+    (1, {"mode": "full", "layout": "canvas"}),
+    (0, {}),
+    (0, {"mode": "full", "layout": "canvas", "block_bytes": 16 << 20}),
+    (3, {}),
+    (3, {"mode": "tap", "layout": "canvas"}),
+    (4, {}),
+    (4, {"mode": "tap", "layout": "canvas"}),
+    (4, {"mode": "tap", "layout": "exact"}),
+    (6, {}),
+    (6, {"mode": "full"}),
+    (7, {}),
+    (7, {"block_bytes": 16 << 20}),
+    (7, {"layout": "exact"}),
+    (7, {"mode": "tap"}),
 ]
+
+
+def describe_plan(layer: Layer, **options) -> str:
+    """What ``convlib.conv2d`` does for a layer, in words: formulation, layout, blocks."""
+    from . import fast
+
+    plan = fast.conv2d_plan(layer.N, layer.C, layer.H, layer.H, layer.O, layer.k, layer.k, (layer.stride,) * 2,
+                            (layer.padding,) * 2, (1, 1), layer.groups, **options)
+    if plan.mode == "gemm1x1":
+        return "gemm1x1: one product per image"
+    n = len(plan.blocks)
+    return f"{plan.mode}, {plan.layout}, {n} block{'s' if n > 1 else ''}"
 
 # the quick version (chapter 6 runs it inline): small layers, few repeats
 QUICK_SUITE = [0, 4, 7]
@@ -284,8 +300,9 @@ def _lib_versions() -> dict:
         line = line.strip(" -")
         if "Math Kernel Library Version" in line:
             out["MKL"] = line.split("Version", 1)[1].split("Product")[0].strip(" -")
-        if line.startswith("Intel(R) MKL-DNN") or line.startswith("oneDNN"):
-            out["oneDNN"] = line.split("(")[0].replace("Intel(R) MKL-DNN", "").strip() or line
+        if "MKL-DNN" in line or line.startswith("oneDNN"):
+            words = [w for w in line.split() if w.startswith("v") and w[1:2].isdigit()]
+            out["oneDNN"] = words[0] if words else line
     return out
 
 
@@ -336,19 +353,26 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(fns: dict, repeat: int, warmup: int = 2, device="cpu") -> dict:
+def time_interleaved(fns: dict, repeat: int, warmup: int = 2, device="cpu", seed: int = 0) -> dict:
     """Seconds per call of each function: ``warmup`` untimed rounds, then ``repeat`` timed rounds.
 
-    The functions are called round by round (f1, f2, ..., f1, f2, ...), so a slow spell of the machine
-    hits all of them alike. Returns, per name, the list of wall-clock times and of this thread's CPU times.
+    The functions are called round by round, in a new random order each round, so that a slow spell of the
+    machine, or what the previous call left in the caches, hits all of them alike. Returns, per name, the
+    list of wall-clock times and of this thread's CPU times.
     """
+    import random
+
+    order = random.Random(seed)
+    names = list(fns)
     out = {name: {"wall": [], "cpu": []} for name in fns}
     for _ in range(warmup):
         for f in fns.values():
             f()
     _sync(device)
     for _ in range(repeat):
-        for name, f in fns.items():
+        order.shuffle(names)
+        for name in names:
+            f = fns[name]
             c0, t0 = time.thread_time(), time.perf_counter()
             f()
             _sync(device)
@@ -432,10 +456,11 @@ def _ablation(repeat) -> list[dict]:
     from . import fast
 
     rows = []
-    for index in dict.fromkeys(i for i, _, _ in ABLATION):
+    for index in dict.fromkeys(i for i, _ in ABLATION):
         layer = SUITE[index]
         x, w, b, kw = layer.tensors()
-        variants = [(label, opts) for i, label, opts in ABLATION if i == index]
+        variants = [(("default: " if not opts else "") + describe_plan(layer, **opts), opts)
+                    for i, opts in ABLATION if i == index]
         fns = {"F.conv2d": lambda: F.conv2d(x, w, b, **kw)}
         for label, opts in variants:
             fns[label] = (lambda o: lambda: fast.conv2d(x, w, b, **kw, **o))(opts)
@@ -627,41 +652,40 @@ def _layers(results):
 
 def _fig_suite(results, plt):
     layers = _layers(results)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 0.55 * len(layers) + 1.8), sharey=True,
-                                  gridspec_kw={"width_ratios": [3, 1.3]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 0.6 * len(layers) + 2.2), sharey=True,
+                                  gridspec_kw={"width_ratios": [3, 1.2]})
     rows = results["suite"]
     n = len(METHODS)
     height = 0.8 / n
     for j, m in enumerate(METHODS):
+        first = True
         for i, layer in enumerate(layers):
             r = next((r for r in rows if r["layer"] == layer and r["method"] == m), None)
             if r and "gflops" in r:
                 ax.barh(i + (j - n / 2 + 0.5) * height, r["gflops"], height, color=METHOD_COLORS[m],
-                        label=m if i == 0 or not ax.get_legend_handles_labels()[1].count(m) else None)
+                        label=m if first else None)
+                first = False
     ax.axvline(results["sgemm_gflops"], color="black", ls="--", lw=1)
-    ax.text(results["sgemm_gflops"], -0.9, " sgemm", va="bottom", ha="center", fontsize=8)
+    ax.text(results["sgemm_gflops"], -0.6, "sgemm", va="bottom", ha="right", fontsize=8)
     ax.set_xscale("log")
     ax.set_yticks(range(len(layers)), layers, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("GFLOP/s (log scale; median of repeats)")
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower left")
     ax.set_title("Every method on the suite, one thread", fontsize=10)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.03))
     ratios = results["summary"]["ratios"]
     vals = [ratios.get(layer, float("nan")) for layer in layers]
-    colors = [METHOD_COLORS["convlib.conv2d"] if v <= 1.0 else "#C53A32" if v > 1.3 else "#EF8636" for v in vals]
-    ax2.barh(range(len(layers)), vals, 0.6, color=colors)
+    ax2.barh(range(len(layers)), vals, 0.6, color=METHOD_COLORS["convlib.conv2d"])
     ax2.axvline(1.0, color="black", lw=1)
     ax2.axvline(1.3, color="black", ls=":", lw=1)
     for i, v in enumerate(vals):
         ax2.text(v, i, f" {v:.2f}", va="center", fontsize=7)
     gm = results["summary"].get("geomean_ratio")
-    ax2.set_title(f"convlib.conv2d / F.conv2d\n(geometric mean {gm:.2f})", fontsize=9)
-    ax2.set_xlabel("time ratio")
-    ax2.set_xlim(0, max(1.5, max(vals) * 1.25))
-    fig.suptitle(_machine_line(results), fontsize=7, y=0.005, va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    ax2.set_title(f"time of convlib.conv2d / F.conv2d\n(geometric mean {gm:.2f})", fontsize=9)
+    ax2.set_xlabel("time ratio (1 = as fast)")
+    ax2.set_xlim(0, max(1.5, max(vals) * 1.3))
+    fig.text(0.5, 0.005, _machine_line(results), fontsize=7, ha="center", va="bottom")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
 
@@ -693,25 +717,23 @@ def _fig_roofline(results, plt):
 
 def _fig_sweeps(results, plt):
     sweeps = list(dict.fromkeys(r["sweep"] for r in results["sweeps"]))
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(8, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(8, 3.6), squeeze=False)
     slopes = results["summary"]["slopes"]
     for ax, sweep in zip(axes[0], sweeps):
         for m in METHODS:
             pts = [(r["x"], r["median_s"]) for r in results["sweeps"] if r["sweep"] == sweep and r["method"] == m
                    and "median_s" in r]
             if pts:
-                s = slopes[sweep].get(m)
-                label = f"{m} ({s:.1f})" if s is not None else m
-                ax.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=METHOD_COLORS[m], label=label)
+                ax.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=METHOD_COLORS[m], label=m)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(sweep)
-        ax.set_title(f"FLOPs grow as x^{slopes[sweep]['FLOPs']:.1f}", fontsize=9)
-        ax.legend(fontsize=5.5, title="slope", title_fontsize=6)
+        f = slopes[sweep]
+        ax.set_title(f"FLOPs ~ x^{f['FLOPs']:.0f}; F.conv2d ~ x^{f.get('F.conv2d', float('nan')):.1f}", fontsize=8)
     axes[0][0].set_ylabel("seconds per call (median)")
-    fig.suptitle("Growth of the cost (log-log; slopes fitted over all points)\n" + _machine_line(results),
-                 fontsize=8)
-    fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=6)
+    fig.suptitle("How the cost grows (log-log)   " + _machine_line(results), fontsize=7)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
