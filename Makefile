@@ -84,3 +84,9 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Time every convolution method against F.conv2d (one thread; a few minutes) and store the results and figures
+# in chapters/bench/ (what chapter 6 shows). Run it on a quiet machine.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m convlib.bench

@@ -626,16 +626,18 @@ def _machine_line(results: dict) -> str:
             f"load {load:.2f}")
 
 
-def draw_figures(results: dict, out: Path | None = None, show: bool = False) -> dict:
-    """The benchmark's figures; saved as PNG into ``out`` if given. Returns {name: matplotlib Figure}."""
+def draw_figures(results: dict, out: Path | None = None, show: bool = False, which=None) -> dict:
+    """The benchmark's figures (``which``: names to draw, default all); saved as PNG into ``out`` if given.
+
+    Returns {name: matplotlib Figure}: 'suite_gflops', 'roofline', 'sweeps', 'memory', 'conv_matrix'.
+    """
     import matplotlib.pyplot as plt
 
-    figs = {"suite_gflops": _fig_suite(results, plt), "roofline": _fig_roofline(results, plt)}
-    if results["sweeps"]:
-        figs["sweeps"] = _fig_sweeps(results, plt)
-    figs["memory"] = _fig_memory(results, plt)
-    if results["conv_matrix"]:
-        figs["conv_matrix"] = _fig_conv_matrix(results, plt)
+    makers = {"suite_gflops": _fig_suite, "roofline": _fig_roofline, "sweeps": _fig_sweeps, "memory": _fig_memory,
+              "conv_matrix": _fig_conv_matrix}
+    has = {"sweeps": bool(results["sweeps"]), "conv_matrix": bool(results["conv_matrix"])}
+    figs = {name: make(results, plt) for name, make in makers.items()
+            if (which is None or name in which) and has.get(name, True)}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         for name, fig in figs.items():
