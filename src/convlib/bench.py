@@ -124,8 +124,9 @@ SUITE = [
     Layer(16, 32, 32, 32, 3, 1, groups=32),  # depthwise
 ]
 
-#: Layers that "big" refers to in the target (>= 70% of the sgemm rate): many multiply-adds per output.
-BIG = [1, 2, 3]
+#: The "big" layers of the target (>= 70% of the sgemm rate): the two with 925M multiply-adds, 4 to 200 times
+#: more than any other layer of the suite.
+BIG = [1, 2]
 
 SWEEPS = {
     "image size H": [Layer(8, 32, h, 32, 3, 1) for h in (8, 16, 32, 64, 128)],
@@ -499,7 +500,7 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
         methods=None) -> dict:
     """Run the benchmark and return everything as a dict (see the module docstring)."""
     torch.set_num_threads(threads)
-    repeat = repeat or (5 if quick else 21)
+    repeat = repeat or (5 if quick else 41)
     naive_repeat = 1 if quick else 3
     suite = [SUITE[i] for i in QUICK_SUITE] if quick else SUITE
     sweeps = QUICK_SWEEPS if quick else SWEEPS
@@ -510,7 +511,7 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     info = machine_info(device)
     info["allocator"] = steady_allocator()
     bar.set_description("sgemm ceiling")
-    gemm = sgemm_rate(1024 if quick else 2048, repeat=3 if quick else 7, device=device)
+    gemm_start = sgemm_rate(1024 if quick else 2048, repeat=3 if quick else 15, device=device)
     bar.update(1)
     bw = copy_bandwidth(16 if quick else 64, repeat=3 if quick else 7, device=device)
     bar.update(1)
@@ -535,7 +536,8 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     bar.set_description("conv_matrix")
     cm_rows = _conv_matrix_rows(cm_sizes, 5, bar.update) if cm_sizes else []
     # a second ceiling at the end: how much did the machine drift during the run?
-    gemm_end = sgemm_rate(1024 if quick else 2048, repeat=3 if quick else 7, device=device)
+    gemm_end = sgemm_rate(1024 if quick else 2048, repeat=3 if quick else 15, device=device)
+    gemm = max(gemm_start, gemm_end)  # the ceiling: the better of the two (a busy spell only lowers a rate)
     bar.update(1)
     bar.close()
     try:
@@ -543,7 +545,8 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     except OSError:
         pass
     info["duration_s"] = time.perf_counter() - t_start
-    results = {"machine": info, "quick": quick, "repeat": repeat, "sgemm_gflops": gemm, "sgemm_gflops_end": gemm_end,
+    results = {"machine": info, "quick": quick, "repeat": repeat, "sgemm_gflops": gemm,
+               "sgemm_gflops_start": gemm_start, "sgemm_gflops_end": gemm_end,
                "copy_gbs": bw, "suite": suite_rows, "sweeps": sweep_rows, "ablation": abl_rows,
                "conv_matrix": cm_rows}
     results["summary"] = summarize(results)
@@ -804,7 +807,7 @@ def format_table(results: dict) -> str:
     s = results["summary"]
     lines.append(f"geometric mean of convlib.conv2d / F.conv2d: {s['geomean_ratio']:.3f}; "
                  f"worst {s['worst_ratio']:.2f}; sgemm {results['sgemm_gflops']:.0f} GFLOP/s "
-                 f"(end of run {results['sgemm_gflops_end']:.0f})")
+                 f"(start {results['sgemm_gflops_start']:.0f}, end {results['sgemm_gflops_end']:.0f})")
     return "\n".join(lines)
 
 

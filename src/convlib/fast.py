@@ -58,6 +58,7 @@ LAYOUTS = ("exact", "canvas", "phases")
 # are faster on whole images (MKL blocks for the cache itself, and fewer, larger products cost less).
 BLOCK_BYTES = 1 << 20
 EXACT_BLOCK_BYTES = 16 << 20
+FULL_BLOCK_BYTES = 4 << 20
 # 'full' (one product with inner dimension C*kh*kw on a copied patch block) at or below this C*kh*kw
 FULL_MAX_K = 256
 # 'exact' layout for dense 'tap' layers with at least this many channels and this image width
@@ -213,7 +214,7 @@ def conv2d_plan(N, C, H, W, O, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(
     C_in = C // groups if mode == "tap" else C
     per_col = {"full": O + C * kh * kw, "tap": O + C_in, "depthwise": O + C, "gemm1x1": O + C}[mode]
     if block_bytes is None:
-        block_bytes = EXACT_BLOCK_BYTES if layout == "exact" else BLOCK_BYTES
+        block_bytes = EXACT_BLOCK_BYTES if layout == "exact" else FULL_BLOCK_BYTES if mode == "full" else BLOCK_BYTES
     cols_per_block = max(Wc, block_bytes // (itemsize * per_col))
     if mode == "tap" and groups > 1:  # grouped products are batched over the groups: one image per block
         cols_per_block = min(cols_per_block, (Ho - 1) * Wc + Wo)
