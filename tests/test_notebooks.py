@@ -71,3 +71,30 @@ def test_toc_lists_exactly_the_chapters():
     listed = set(re.findall(r"chapters/([\w-]+)", toc))
     present = {p.stem for p in CHAPTERS}
     assert listed == present, f"_toc.yml lists {sorted(listed)} but chapters/ has {sorted(present)}"
+
+
+# Chapters whose title still carries the old manual number, each owned by an engineer still at work on it: the
+# entry goes when the "N. " goes (the test is strict, so a fixed title with its entry still here fails).
+TITLE_NUMBER_PENDING = {"06_performance": "the author of chapter 6 drops '6. ' from its title"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.xfail(reason=TITLE_NUMBER_PENDING[p.stem], strict=True))
+     if p.stem in TITLE_NUMBER_PENDING else p for p in CHAPTERS if p.stem != "00_preface"],
+    ids=lambda p: p.name,
+)
+def test_chapter_title_has_no_manual_number(path):
+    """_toc.yml numbers the chapters (a numbered part): a title "# 4. ..." would show as "4. 4. ..." in the book."""
+    title = _source(_cells(path)[0]).lstrip().splitlines()[0]
+    assert not re.match(r"#\s*\d+(\.\d+)*\.?\s", title), f"{path.name}: drop the number from {title!r}"
+
+
+def test_toc_numbers_the_chapters():
+    """Every chapter but the preface (the root) sits in a numbered part of _toc.yml."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    numbered = {e["file"] for part in toc.get("parts", []) if part.get("numbered") for e in part["chapters"]}
+    chapters = {f"chapters/{p.stem}" for p in CHAPTERS} - {toc["root"]}
+    assert chapters <= numbered, f"not in a numbered part of _toc.yml: {sorted(chapters - numbered)}"
