@@ -1,4 +1,4 @@
-"""The fast path: convolution as cache-blocked matrix products on flat views of the input.
+"""The fast path: convolution as blocked matrix products on flat views of the input.
 
 ``conv2d`` computes exactly what ``torch.nn.functional.conv2d`` computes, using only data movement (copies and
 strided views) and matrix products (``torch.mm``/``bmm``/``addmm_``/``baddbmm_``) or, for depthwise layers,
@@ -22,13 +22,15 @@ compiled code. The ideas, each measured in chapter 6:
 3. **Stride by phases.** With stride s a tap reads every s-th pixel: not a BLAS matrix. The padded input is
    split once into s_h*s_w phase images (``xp[..., a::sh, b::sw]``); each tap reads one phase with stride 1
    (``layout='phases'``).
-4. **Blocking.** Output rows are processed in blocks (a band of rows of one image, or several whole images as
-   one batched product) small enough that the block's output and the input slices it reads stay in the
-   core's L2 cache while all kh*kw taps are accumulated into it.
+4. **Blocks.** Output rows are processed in blocks: a band of rows of one image, or several whole images as one
+   batched product. Measured (chapter 6), the dense products are fastest on *large* blocks (one batched product
+   per tap over the whole batch: MKL blocks for the caches itself, and fewer calls cost less), while the
+   elementwise depthwise taps and the canvas copies want blocks that fit the core's L2 cache.
 5. **Per-shape choice of the inner dimension** (``mode``). ``'tap'``: kh*kw products with inner dimension
-   C/g. ``'full'``: per block, copy the kh*kw shifted slices below one another (a block of the im2col patch
-   matrix, built from long contiguous runs) and do one product with inner dimension C*kh*kw: better when C
-   is small or the weights are large. ``'depthwise'`` (groups = C): every tap is a diagonal C x C matrix times
+   C/g. ``'full'``: per block, copy the block of the im2col patch matrix (one strided copy, exactly Ho x Wo
+   columns) and do one product with inner dimension C*kh*kw, written straight into the output: better when
+   C is small (thin per-tap products) or the weights are larger than the image (re-ordering them per tap
+   costs more than the copy). ``'depthwise'`` (groups = C): every tap is a diagonal C x C matrix times
    the shifted slice, kh*kw elementwise multiply-adds (``addcmul_``). ``'gemm1x1'`` (1x1, stride 1, no
    padding): ``W (O x C) @ X[n] (C x H*W)``, nothing else.
 
