@@ -113,3 +113,20 @@ def test_describe_plan():
     assert bench.describe_plan(bench.SUITE[5]) == "gemm1x1: one product per image"
     assert bench.describe_plan(bench.SUITE[1]).startswith("tap, exact")
     assert bench.describe_plan(bench.SUITE[7]).startswith("depthwise")
+
+
+def test_which_kernel_F_conv2d_runs_on_the_suite():
+    """What chapter 6 says about F.conv2d here: oneDNN on every layer but the 1x1 one, where PyTorch runs its own
+    matrix-product convolution (one GEMM per image)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    kernels = []
+    for layer in bench.SUITE:
+        x, w, b, kw = layer.tensors()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            F.conv2d(x, w, b, **kw)
+        names = {e.key for e in prof.key_averages()}
+        kernels.append("oneDNN" if "aten::mkldnn_convolution" in names else
+                       "slow_conv2d" if "aten::_slow_conv2d_forward" in names else "other")
+    assert kernels == ["oneDNN"] * 5 + ["slow_conv2d"] + ["oneDNN"] * 2
