@@ -35,7 +35,7 @@ def explorer_settings(draw):
     )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(s=explorer_settings())
 def test_explorer_view_numbers_equal_pytorch(s):
     C, O, g, k = s["in_channels"], s["out_channels"], s["groups"], s["kernel_size"]
