@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import conv_configs, tol
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import convlib
@@ -139,6 +139,7 @@ def test_settings_explorer_output_sizes_equal_conv2d():
        st_=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)), min_size=1, max_size=4))
 def test_settings_explorer_random_settings(H, W, k, st_):  # fmt: skip
     sets = [dict(stride=s, padding=p, dilation=d) for s, p, d in st_]
+    assume(all(d * (k - 1) + 1 <= min(H, W) + 2 * p for _, p, d in st_))  # the kernel fits (else: a clear error)
     an = animate.settings_explorer((H, W), k, sets)
     for f in an.frames:
         shape = F.conv2d(torch.zeros(1, 1, H, W), torch.zeros(1, 1, k, k), None, f["stride"], f["padding"],

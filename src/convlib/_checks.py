@@ -122,6 +122,26 @@ class ConvArgs:
         return y[0] if self.unbatched else y
 
 
+def check_input_and_weight(x, weight, channels: str = "C", weight_layout: str = "(O, C/groups, kh, kw)") -> None:
+    """The checks every convolution (and its transpose) makes on its input and weight tensors."""
+    check_tensor(x, "input")
+    check_tensor(weight, "weight")
+    check_floating(x, "input")
+    check_floating(weight, "weight")
+    if x.dim() not in (3, 4):
+        raise ValueError(
+            f"input must be 4-D (N, {channels}, H, W) or 3-D unbatched ({channels}, H, W), got shape {tuple(x.shape)}"
+        )
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be 4-D {weight_layout}, got shape {tuple(weight.shape)}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input and weight must have the same dtype, got {x.dtype} and {weight.dtype}")
+    if x.device != weight.device:
+        raise ValueError(f"input and weight must be on the same device, got {x.device} and {weight.device}")
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
+
+
 def conv2d_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> ConvArgs:
     """Check the arguments of ``conv2d(x, weight, bias, stride, padding, dilation, groups)``.
 
@@ -129,20 +149,7 @@ def conv2d_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     O x C/groups x kh x kw, ``bias`` has O entries; ``stride``, ``padding``, ``dilation`` are an int or a pair;
     ``padding`` may also be ``'valid'`` (no padding) or ``'same'`` (output as large as the input; stride 1).
     """
-    check_tensor(x, "input")
-    check_tensor(weight, "weight")
-    check_floating(x, "input")
-    check_floating(weight, "weight")
-    if x.dim() not in (3, 4):
-        raise ValueError(f"input must be 4-D (N, C, H, W) or 3-D unbatched (C, H, W), got shape {tuple(x.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D (O, C/groups, kh, kw), got shape {tuple(weight.shape)}")
-    if x.dtype != weight.dtype:
-        raise TypeError(f"input and weight must have the same dtype, got {x.dtype} and {weight.dtype}")
-    if x.device != weight.device:
-        raise ValueError(f"input and weight must be on the same device, got {x.device} and {weight.device}")
-    if min(weight.shape) < 1:
-        raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
+    check_input_and_weight(x, weight)
     unbatched = x.dim() == 3
     if unbatched:
         x = x.unsqueeze(0)

@@ -527,7 +527,10 @@ def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=
     Hout, Wout = Hf - 2 * ph, Wf - 2 * pw
     if Hout < 1 or Wout < 1:
         raise ValueError(f"padding={padding} crops the whole {Hf}x{Wf} output away")
-    assert out_size(Hf, kh, sh, 0, dh) == H and out_size(Wf, kw, sw, 0, dw) == W
+    # The stamps cover the first Hf - oph rows and Wf - opw columns; output_padding adds rows/columns no stamp
+    # reaches (zeros here, the bias in a layer). Build the stamps on the covered part, then pad.
+    Hs, Ws = Hf - oph, Wf - opw
+    assert out_size(Hs, kh, sh, 0, dh) == H and out_size(Ws, kw, sw, 0, dw) == W
     xd = x.detach().double()
     wd = weight[:, out_channel : out_channel + 1].detach().double()  # C x 1 x kh x kw
     cols = wd.reshape(C, kh * kw).T @ xd.reshape(C, H * W)  # kh*kw x H*W: column (i, j) is the stamp of (i, j)
@@ -537,7 +540,8 @@ def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=
     for t in range(n):
         partial = cols.clone()
         partial[:, t + 1 :] = 0
-        canvas = col2im(partial, (Hf, Wf), (kh, kw), (sh, sw), 0, (dh, dw))[0]  # the full output so far
+        canvas = col2im(partial, (Hs, Ws), (kh, kw), (sh, sw), 0, (dh, dw))[0]  # the full output so far
+        canvas = torch.nn.functional.pad(canvas, (0, opw, 0, oph))
         canvases.append(canvas)
         i, j = t // W, t % W
         frames.append(dict(i=i, j=j, scale=xd[:, i, j].tolist(), canvas=canvas.tolist()))

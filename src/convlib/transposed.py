@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import _is_int, check_floating, check_groups, check_size, check_tensor, pair
+from ._checks import _is_int, check_groups, check_input_and_weight, check_size, check_tensor, pair
 from .im2col import col2im, conv2d_im2col
 
 __all__ = ["conv_transpose2d", "transposed_output_size", "insert_zeros", "flip_swap_kernel", "TRANSPOSED_METHODS"]
@@ -122,22 +122,7 @@ class TransposedArgs:
 
 def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Check the arguments of ``conv_transpose2d`` (PyTorch's order and layouts) and normalise them."""
-    check_tensor(x, "input")
-    check_tensor(weight, "weight")
-    check_floating(x, "input")
-    check_floating(weight, "weight")
-    if x.dim() not in (3, 4):
-        raise ValueError(f"input must be 4-D (N, C_in, H, W) or 3-D unbatched (C_in, H, W), got shape {tuple(x.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(
-            f"weight must be 4-D (C_in, C_out/groups, kh, kw) as in nn.ConvTranspose2d, got shape {tuple(weight.shape)}"
-        )
-    if x.dtype != weight.dtype:
-        raise TypeError(f"input and weight must have the same dtype, got {x.dtype} and {weight.dtype}")
-    if x.device != weight.device:
-        raise ValueError(f"input and weight must be on the same device, got {x.device} and {weight.device}")
-    if min(weight.shape) < 1:
-        raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
+    check_input_and_weight(x, weight, "C_in", "(C_in, C_out/groups, kh, kw) as in nn.ConvTranspose2d")
     unbatched = x.dim() == 3
     x4 = x.unsqueeze(0) if unbatched else x
     if min(x4.shape) < 1:
