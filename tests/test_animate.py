@@ -148,6 +148,90 @@ def test_settings_explorer_random_settings(H, W, k, st_):  # fmt: skip
             key: f[key] for key in ("stride", "padding", "dilation")})  # fmt: skip
 
 
+@DRAWN
+@given(cfg=conv_configs(max_groups=1), max_frames=st.integers(1, 6))
+def test_feature_map_depicts_unfold_and_conv2d(cfg, max_frames):
+    x, weight, bias, kw = one_image(cfg)
+    kw.pop("groups")
+    o = weight.shape[0] - 1
+    an = animate.feature_map(x, weight, bias, out_channel=o, max_frames=max_frames, **kw)
+    expected = F.conv2d(x, weight, bias, **kw)[0, o]
+    Ho, Wo = expected.shape
+    torch.testing.assert_close(an.values, expected, **tol(x.dtype))
+    per = -(-Ho // max_frames)
+    assert an.n_frames == -(-Ho // per) <= max_frames
+    cols = F.unfold(x, weight.shape[2:], **{k: kw[k] for k in ("stride", "padding", "dilation")})[0]
+    # the bands cover every output row once, in order, and each is W_row @ its block of columns
+    assert [f["rows"][0] for f in an.frames] == list(range(0, Ho, per)) and an.frames[-1]["rows"][1] == Ho
+    for f in an.frames:
+        (i0, i1), (l0, l1) = f["rows"], f["columns"]
+        assert (l0, l1) == (i0 * Wo, i1 * Wo) and 1 <= i1 - i0 <= per
+        torch.testing.assert_close(torch.tensor(f["outputs"], dtype=x.dtype), expected[i0:i1], **tol(x.dtype))
+        torch.testing.assert_close(torch.tensor(f["column"], dtype=x.dtype), cols[:, l0])
+        assert f["value"] == pytest.approx(float(expected[i0, 0]), rel=1e-4, abs=1e-4)
+
+
+@st.composite
+def exact_configs(draw):
+    """Stride 1 and an output as wide as the input (``layout='exact'``): dilation * (kw - 1) == 2 * padding."""
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh = draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kw = draw(st.sampled_from([k for k in (1, 2, 3, 4, 5) if dw * (k - 1) % 2 == 0]))
+    pw, ph = dw * (kw - 1) // 2, draw(st.integers(0, 2))
+    H = max(1, dh * (kh - 1) + 1 - 2 * ph) + draw(st.integers(0, 5))
+    W = draw(st.integers(1, 7))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = torch.randn(C, H, W, generator=gen, dtype=dtype)
+    weight = torch.randn(O, C, kh, kw, generator=gen, dtype=dtype)
+    bias = torch.randn(O, generator=gen, dtype=dtype) if draw(st.booleans()) else None
+    return x, weight, bias, dict(padding=(ph, pw), dilation=(dh, dw))
+
+
+@settings(max_examples=25, deadline=None)  # more than DRAWN: the edge cases (narrow images, empty taps) matter
+@given(cfg=exact_configs())
+def test_tap_slices_accumulate_conv2d_tap_by_tap(cfg):
+    x, weight, bias, kw = cfg
+    o = weight.shape[0] - 1
+    an = animate.tap_slices(x, weight, bias, out_channel=o, **kw)
+    C, H, W = x.shape
+    O, _, kh, kwid = weight.shape
+    (ph, pw), (dh, dw) = kw["padding"], kw["dilation"]
+    assert an.n_frames == kh * kwid
+    torch.testing.assert_close(an.values, F.conv2d(x[None], weight, bias, **kw)[0, o], **tol(x.dtype))
+    flat = x.reshape(C, H * W)
+    for t, f in enumerate(an.frames):
+        u, v = divmod(t, kwid)
+        assert (f["u"], f["v"]) == (u, v) and f["offset"] == (u * dh - ph) * W + (v * dw - pw)
+        # after tap t: F.conv2d with only the first t + 1 taps of the kernel kept
+        mask = (torch.arange(kh * kwid) <= t).to(x.dtype).reshape(kh, kwid)
+        partial = F.conv2d(x[None], weight * mask, bias, **kw)[0, o]
+        torch.testing.assert_close(torch.tensor(f["partial"], dtype=x.dtype), partial, **tol(x.dtype))
+        # the slice: output q reads x.flat[q + offset]; where the true pixel lies left or right of the image, the
+        # slice read the neighbouring row's edge pixel instead (crossed out, corrected); the outputs outside the
+        # slice's range read only padding
+        (q0, q1), (s0, s1) = f["writes"], f["reads"]
+        if q1 > q0:
+            assert (s0, s1) == (q0 + f["offset"], q1 + f["offset"]) and 0 <= s0 < s1 <= H * W
+        else:  # a tap that reads only padding
+            assert (q0, q1) == (s0, s1) == (0, 0)
+        wrapped = dict(f["wrapped"])
+        for q in range(an.values.numel()):
+            i, j = divmod(q, W)
+            r, c = i + u * dh - ph, j + v * dw - pw
+            inside = 0 <= r < H and 0 <= c < W
+            term = float(weight[o, :, u, v] @ x[:, r, c]) if inside else 0.0
+            assert f["contribution"][q] == pytest.approx(term, rel=1e-4, abs=1e-4)
+            if inside:
+                assert q0 <= q < q1 and q not in wrapped
+            elif q0 <= q < q1:  # read across a row edge: the previous row's last pixel or the next row's first
+                assert q in wrapped and 0 <= r < H, "only a read across a row edge is corrected"
+                assert wrapped[q] == q + f["offset"] and wrapped[q] // W == r + (1 if c >= W else -1)
+        assert len(wrapped) == len(f["wrapped"])
+        assert all(0 <= q_in < flat.shape[1] for q_in in wrapped.values())
+
+
 def test_max_frames_limits_the_frames():
     x, w, b, kw = cs231n_example()
     an = animate.window_sum(x, w, b, max_frames=4, **kw)
@@ -168,7 +252,25 @@ def all_examples():
         "toeplitz_row": lambda: animate.toeplitz_row(x, w, b, **kw),
         "transposed_stamp": lambda: animate.transposed_stamp(t_x, t_w, stride=2),
         "settings_explorer": lambda: animate.settings_explorer(),
+        "feature_map": lambda: animate.feature_map(photo(), sobel_rgb()),
+        "tap_slices": lambda: animate.tap_slices(torch.arange(1.0, 21.0).reshape(1, 4, 5),
+                                                 torch.tensor([[[[1.0, 2, 1], [0, 1, 0], [-1, 1, 2]]]]), padding=1),
     }
+
+
+def photo():
+    """A 3 x 36 x 36 stand-in for a photograph in [0, 1]: smooth colour gradients, a disc, and a little noise."""
+    g = torch.Generator().manual_seed(0)
+    r = torch.linspace(0, 1, 36)
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    disc = (((yy - 0.5) ** 2 + (xx - 0.4) ** 2) < 0.08).float()
+    img = torch.stack([0.3 + 0.5 * xx * (1 - disc), 0.2 + 0.6 * yy, 0.5 * disc + 0.3 * (1 - xx)])
+    return (img + 0.05 * torch.rand(3, 36, 36, generator=g)).clamp(0, 1)
+
+
+def sobel_rgb():
+    """Sobel x applied to the channel mean: 1 x 3 x 3 x 3."""
+    return convlib.kernels.sobel_x().expand(1, 3, 3, 3) / 3
 
 
 @pytest.mark.parametrize("name", list(all_examples()))
@@ -182,6 +284,28 @@ def test_html_is_small_offline_and_has_every_frame(name):
     assert "font-awesome" not in html and 'class="fa ' not in html
     assert 'title="Play"' in html and "play_animation()" in html
     assert "<Animation" in repr(an)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: animate.tap_slices(torch.randn(2, 3, 4, generator=g), torch.randn(2, 2, 2, 3, generator=g),
+                                     torch.randn(2, generator=g), padding=(1, 1), out_channel=1),  # C = 2, bias
+        lambda g: animate.tap_slices(torch.randn(1, 3, 1, generator=g), torch.randn(1, 1, 3, 3, generator=g),
+                                     padding=1),  # W = 1: taps that read only padding
+        lambda g: animate.tap_slices(torch.randn(1, 6, 6, generator=g), torch.randn(1, 1, 2, 3, generator=g),
+                                     padding=(0, 2), dilation=2),
+        lambda g: animate.feature_map(torch.randn(1, 7, 9, generator=g), torch.randn(1, 1, 3, 3, generator=g),
+                                      padding=1, max_frames=1),  # grey, zero padding, one frame
+        lambda g: animate.feature_map(torch.randn(2, 9, 9, generator=g), torch.randn(3, 2, 2, 2, generator=g),
+                                      torch.randn(3, generator=g), stride=2, dilation=2, out_channel=2),
+    ],
+    ids=["tap-channels-bias", "tap-empty-taps", "tap-dilated", "map-one-frame", "map-strided"],
+)
+def test_unusual_cases_draw_every_frame(make):
+    """The property tests check the numbers without drawing; here the frames of odd cases are drawn."""
+    an = make(torch.Generator().manual_seed(0))
+    assert len(re.findall(r'frames\[\d+\] = "data:image/png;base64,', an.to_html())) == an.n_frames
 
 
 def test_html_over_the_size_limit_raises():
@@ -211,6 +335,14 @@ def test_html_over_the_size_limit_raises():
         (lambda x, w: animate.settings_explorer(settings=[dict(strides=2)]), ValueError, "unknown setting"),
         (lambda x, w: animate.settings_explorer(size=2, kernel_size=5), ValueError, "kernel larger"),
         (lambda x, w: animate.settings_explorer(settings=[]), ValueError, "at least one"),
+        (lambda x, w: animate.feature_map(x, w, max_frames=0), ValueError, "max_frames"),
+        (lambda x, w: animate.feature_map(x, w, max_frames=2.0), TypeError, "max_frames"),
+        (lambda x, w: animate.feature_map(x, w, out_channel=-1), ValueError, "out_channel"),
+        (lambda x, w: animate.feature_map(x[:, :2], w), ValueError, "channels"),
+        (lambda x, w: animate.tap_slices(x, w, padding=1, stride=2), ValueError, "stride-1"),
+        (lambda x, w: animate.tap_slices(x, w), ValueError, "as wide as the input"),
+        (lambda x, w: animate.tap_slices(x, w, padding=(1, 2)), ValueError, "as wide as the input"),
+        (lambda x, w: animate.tap_slices(x, w, padding=1, out_channel=2), ValueError, "out_channel"),
     ],
 )
 def test_bad_input_raises_clear_error(call, exc, words):

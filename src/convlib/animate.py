@@ -18,6 +18,11 @@ plain Unicode symbols).
 - :func:`transposed_stamp` (chapter 4): transposed convolution as stamping scaled copies of the kernel into
   the output, overlaps adding up.
 - :func:`settings_explorer`: one frame per stride / padding / dilation setting, the output size annotated.
+- :func:`feature_map` (chapter 5): a filter over a real image, a band of output rows per frame: the windows on
+  the image, their block of columns of the patch matrix beside ``W_row``, the feature map filling in.
+- :func:`tap_slices` (chapter 6): the fast path's "one offset per tap": one frame per kernel tap, the
+  contiguous slice of the flat input it reads, the values it reads across a row edge (subtracted afterwards),
+  and the output accumulating tap by tap, as ``convlib.conv2d`` computes it (``layout='exact'``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from PIL import Image
 from ._checks import check_tensor, conv2d_args, out_size, pair
 from .im2col import col2im, im2col
 from .toeplitz import conv_matrix
+from .fast import conv2d_plan
 from .plot import PALETTE, max_fig_width, outline, role_cmap, show_grid, show_matrix
 
 __all__ = [
@@ -52,6 +58,8 @@ __all__ = [
     "transposed_stamp",
     "settings_explorer",
     "DEFAULT_SETTINGS",
+    "feature_map",
+    "tap_slices",
 ]
 
 DPI = 80  # modest: the frames are PNGs embedded in the page
@@ -678,3 +686,317 @@ def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int
 
     anim = _make(fig, draw, frames, values, "stride / padding / dilation", interval=1500)
     return anim
+
+
+# ---------------------------------------------------------------- chapter 5: a filter over a real image
+
+
+def _check_max_frames(max_frames) -> int:
+    if not isinstance(max_frames, int) or isinstance(max_frames, bool):
+        raise TypeError(f"max_frames must be an int, got {max_frames!r}")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    return max_frames
+
+
+def _picture(xp: torch.Tensor, ph: int, pw: int) -> np.ndarray:
+    """The padded input as an RGB array to look at: a 3-channel image in [0, 1] as it is, anything else as the
+    mean over the channels in grey (scaled to its range); the zero padding light grey."""
+    C, Hp, Wp = xp.shape
+    if C == 3 and float(xp.min()) >= 0.0 and float(xp.max()) <= 1.0:
+        rgb = xp.permute(1, 2, 0).numpy().copy()
+    else:
+        g = xp.mean(0).numpy()
+        lo, hi = float(g.min()), float(g.max())
+        g = (g - lo) / ((hi - lo) or 1.0)
+        rgb = np.repeat(g[:, :, None], 3, axis=2)
+    pad = np.zeros((Hp, Wp), dtype=bool)
+    if ph:
+        pad[:ph] = pad[Hp - ph :] = True
+    if pw:
+        pad[:, :pw] = pad[:, Wp - pw :] = True
+    rgb[pad] = plt.matplotlib.colors.to_rgb(PALETTE["padding"])
+    return rgb
+
+
+def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 8,
+                dpi: int = DPI) -> Animation:  # fmt: skip
+    """One filter over a whole (real) image as im2col and one matrix product, a band of output rows per frame.
+
+    Left: the (padded) input as a picture (a 3-channel image with values in [0, 1] in colour, anything else as
+    the channel mean in grey), the band of rows the frame's windows read outlined and the window of the band's
+    first output bold. Middle: ``W_row`` (the filter ``weight[out_channel]`` flattened, as a column) beside the
+    patch matrix ``cols`` (C*kh*kw x Ho*Wo), the band's block of columns outlined: the output rows are
+    ``W_row @ cols[:, l0:l1] + b``. Right: the feature map, filled in up to the band. The Ho output rows are
+    grouped evenly into at most ``max_frames`` frames, so the last frame always shows the whole map.
+
+    ``frames[t]`` has ``rows`` (i0, i1), ``columns`` (l0, l1) = (i0*Wo, i1*Wo), ``column`` (``cols[:, l0]``,
+    the window of output (i0, 0)), ``value`` (that output) and ``outputs`` (the band's rows, nested lists);
+    ``values`` is the whole feature map, equal to ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
+    """
+    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    max_frames = _check_max_frames(max_frames)
+    O, C, kh, kw = a.weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    Ho, Wo = a.output_hw
+    (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
+    xd = a.x.detach().double()
+    cols = im2col(xd, (kh, kw), a.stride, a.padding, a.dilation)[0]  # C*kh*kw x L
+    W_row = a.weight[out_channel].detach().double().reshape(1, -1)  # 1 x C*kh*kw
+    b = float(a.bias[out_channel]) if a.bias is not None else 0.0
+    y = (W_row @ cols)[0] + b  # L
+    per = -(-Ho // max_frames)  # output rows per frame
+    frames = []
+    for i0 in range(0, Ho, per):
+        i1 = min(Ho, i0 + per)
+        l0, l1 = i0 * Wo, i1 * Wo
+        frames.append(dict(rows=(i0, i1), columns=(l0, l1), column=cols[:, l0].tolist(), value=float(y[l0]),
+                           outputs=y[l0:l1].reshape(i1 - i0, Wo).tolist()))  # fmt: skip
+    values = y.reshape(Ho, Wo).to(a.x.dtype)
+    xp = F.pad(xd[0], (pw, pw, ph, ph))
+    Hp, Wp = xp.shape[1:]
+    K, L = cols.shape
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+
+    fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.0), dpi=dpi)
+    gs = fig.add_gridspec(1, 6, width_ratios=[2.2, 0.22, 0.1, 3.0, 0.25, 2.2], wspace=0.04, left=0.02, right=0.98,
+                          top=0.8, bottom=0.14)  # fmt: skip
+    ax_in, ax_w, ax_cols, ax_out = (fig.add_subplot(gs[0, k]) for k in (0, 2, 3, 5))
+    ax_in.imshow(_picture(xp, ph, pw), extent=(0, Wp, Hp, 0), interpolation="nearest")
+    ax_in.set_xticks([])
+    ax_in.set_yticks([])
+    ax_in.set_title(f"input {C}x{a.x.shape[2]}x{a.x.shape[3]}" + (f", padding {ph if ph == pw else (ph, pw)}"
+                    if ph or pw else ""), fontsize=8)  # fmt: skip
+    wmax = float(W_row.abs().max()) or 1.0
+    wsigned = bool(W_row.min() < 0)
+    ax_w.imshow(W_row.T.numpy(), cmap=role_cmap("kernel", wsigned), vmin=-wmax if wsigned else 0, vmax=wmax,
+                aspect="auto", interpolation="nearest", extent=(0, 1, K, 0))  # fmt: skip
+    ax_w.set_xticks([])
+    ax_w.set_yticks([])
+    ax_w.set_ylabel("W_row", fontsize=7, labelpad=1)
+    cmax = float(cols.abs().max()) or 1.0
+    csigned = bool(cols.min() < 0)
+    ax_cols.imshow(cols.numpy(), cmap=role_cmap("input", csigned), vmin=-cmax if csigned else 0, vmax=cmax,
+                   aspect="auto", interpolation="antialiased", extent=(0, L, K, 0))  # fmt: skip
+    ax_cols.set_yticks([])
+    ax_cols.tick_params(labelsize=6, length=2)
+    ax_cols.set_xlabel("patch l = i*Wo + j", fontsize=7, labelpad=1)
+    ax_cols.set_title(f"patch matrix cols: {K} x {L}, a column per window", fontsize=8)
+    # the colour scale saturates at the 98th percentile of |y|: a few strong edges would leave the rest pale
+    ymax = float(torch.quantile(y.abs(), 0.98)) or float(y.abs().max()) or 1.0
+    ysigned = bool(y.min() < 0)
+    ycmap = role_cmap("output", ysigned)
+    ynorm = Normalize(-ymax, ymax) if ysigned else Normalize(0, ymax)
+    ax_out.set_xticks([])
+    ax_out.set_yticks([])
+    ax_out.set_title(f"output channel {out_channel}, {Ho}x{Wo}", fontsize=8)
+    Y = y.reshape(Ho, Wo).numpy()
+    dynamic = _Dynamic()
+    out_image = [None]
+
+    def draw(t):
+        f = frames[t]
+        (i0, i1), (l0, l1) = f["rows"], f["columns"]
+        dynamic.clear()
+        if out_image[0] is not None:
+            out_image[0].remove()
+        band_h = (i1 - 1 - i0) * sh + span_h
+        dynamic.add(outline(ax_in, i0 * sh, 0, band_h, Wp, lw=1.2, linestyle="--"))
+        dynamic.add(outline(ax_in, i0 * sh, 0, span_h, span_w, lw=2.0))
+        dynamic.add(outline(ax_cols, 0, l0, K, l1 - l0, lw=1.5))
+        rgba = ycmap(ynorm(Y))
+        rgba[i1:] = (1.0, 1.0, 1.0, 1.0)
+        out_image[0] = ax_out.imshow(rgba, extent=(0, Wo, Ho, 0), interpolation="nearest")
+        dynamic.add(outline(ax_out, i0, 0, i1 - i0, Wo, lw=1.5))
+        rows = f"row {i0}" if i1 - i0 == 1 else f"rows {i0}-{i1 - 1}"
+        fig.suptitle(f"output {rows} = W_row @ cols[:, {l0}:{l1}]" + (" + b" if a.bias is not None else "")
+                     + f": {l1 - l0} windows, one product", fontsize=10)  # fmt: skip
+        return []
+
+    return _make(fig, draw, frames, values, "feature map", interval=700)
+
+
+# ---------------------------------------------------------------- chapter 6: one offset per tap
+
+
+def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0,
+               dpi: int = DPI) -> Animation:  # fmt: skip
+    """The fast path's key idea, one frame per kernel tap (u, v): every output pixel q reads the flat input
+    at ``q + offset(u, v)``, so the tap reads one contiguous slice, and the output accumulates tap by tap.
+
+    This is ``convlib.conv2d``'s ``layout='exact'`` (stride 1, an output as wide as the input): the slices
+    come from ``convlib.fast.conv2d_plan`` (taps and edge corrections). Top: ``x.flatten()`` per channel with
+    the tap's slice outlined, and below it the tap's products ``W[o, :, u, v] . x[:, q + offset]`` drawn under
+    the pixels they read, i.e. the output strip shifted by the offset; a value read across a row edge (the
+    neighbouring row's last or first pixel, where padding should be) is crossed out: ``convlib.conv2d``
+    subtracts it afterwards. Bottom: the input as an image with the same pixels outlined, the kernel with the
+    tap outlined, and the output accumulated so far (the bias first), the outputs this tap wrote outlined.
+
+    ``frames[t]`` (t = u*kw + v) has ``u``, ``v``, ``offset``, ``weight`` (``W[o, :, u, v]``), ``writes``
+    (q0, q1): the outputs the slice is multiplied into, ``reads`` (q0 + offset, q1 + offset) (both ``(0, 0)``
+    for a tap that reads only padding), ``wrapped``: the (q, q + offset) pairs corrected afterwards,
+    ``contribution`` (the tap's term, corrected, flat) and ``partial`` (Ho x Wo, after this tap), which equals
+    ``F.conv2d`` with only the first t + 1 taps of the kernel kept; ``values`` is the last ``partial``, equal to
+    ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
+    """
+    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    O, C, kh, kw = a.weight.shape
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
+    if a.stride != (1, 1):
+        raise ValueError(f"tap_slices draws the stride-1 fast path (a tap reads a contiguous slice only with "
+                         f"stride 1), got stride={stride}")  # fmt: skip
+    (ph, pw), (dh, dw) = a.padding, a.dilation
+    if dw * (kw - 1) != 2 * pw:
+        raise ValueError(f"tap_slices draws layout='exact', which needs an output as wide as the input: "
+                         f"dilation * (kw - 1) == 2 * padding along the width, got kw={kw}, padding={pw}, "
+                         f"dilation={dw}")  # fmt: skip
+    H, W = a.x.shape[2:]
+    Ho, Wo = a.output_hw
+    L = Ho * Wo
+    plan = conv2d_plan(1, C, H, W, O, kh, kw, (1, 1), (ph, pw), (dh, dw), 1, mode="tap", layout="exact")
+    xd = a.x[0].detach().double()  # C x H x W
+    xf = xd.reshape(C, H * W)
+    wd = a.weight[out_channel].detach().double()  # C x kh x kw
+    b = float(a.bias[out_channel]) if a.bias is not None else 0.0
+    acc = torch.full((L,), b, dtype=torch.float64)
+    frames = []
+    for t, (dj, off, r0, r1) in enumerate(plan.taps):
+        u, v = divmod(t, kw)
+        di = (off - dj) // W
+        w_t = wd[:, u, v]  # C
+        contribution = torch.zeros(L, dtype=torch.float64)
+        q0 = q1 = 0
+        if r1 > r0:
+            q0, q1 = r0 * W, r1 * W  # every output of rows r0..r1-1 (Wo = W)
+            if dj < 0 and r0 + di == 0:  # the first outputs would read before the image's first pixel
+                q0 -= dj
+            if dj > 0 and r1 + di == H:  # the last outputs would read past its last pixel
+                q1 -= dj
+            contribution[q0:q1] = w_t @ xf[:, q0 + off : q1 + off]  # one product with a contiguous slice
+        wrapped = []
+        for _, in_col, out_col, c0, c1, in_row0 in (c for c in plan.corrections if c[0] == t):
+            for k, i in enumerate(range(c0, c1)):
+                q, q_in = i * W + out_col, (in_row0 + k) * W + in_col
+                assert q0 <= q < q1 and q_in == q + off  # what the slice read there, in the wrong row
+                contribution[q] -= w_t @ xf[:, q_in]  # the edge correction
+                wrapped.append((q, q_in))
+        acc = acc + contribution
+        reads = (q0 + off, q1 + off) if q1 > q0 else (0, 0)
+        frames.append(dict(t=t, u=u, v=v, offset=off, weight=w_t.tolist(), writes=(q0, q1), reads=reads,
+                           wrapped=sorted(wrapped), contribution=contribution.tolist(),
+                           partial=acc.reshape(Ho, Wo).tolist()))  # fmt: skip
+    values = acc.reshape(Ho, Wo).to(a.x.dtype)
+
+    D = H * W
+    offs = [f["offset"] for f in frames]
+    lo, hi = min(0, min(offs)), max(D, L + max(offs))
+    fmt = _fmt(torch.cat([xf.flatten(), wd.flatten(), torch.tensor([f for fr in frames for f in fr["contribution"]]),
+                          acc]).numpy())  # fmt: skip
+    xmax = float(xf.abs().max()) or 1.0
+    cmax = max(max(abs(v) for v in f["contribution"]) for f in frames) or 1.0
+    pmax = max(float(np.abs(np.asarray(f["partial"])).max()) for f in frames) or 1.0
+    annot_flat = hi - lo <= 48
+
+    fig = plt.figure(figsize=(min(max_fig_width, 7.8), 4.3), dpi=dpi)
+    gs = fig.add_gridspec(2, 3, height_ratios=[C + 2.6, max(H, Ho, kh if C == 1 else C)], width_ratios=[W, (kw if C == 1
+                          else kh * kw) + 1, Wo], hspace=0.35, wspace=0.3, left=0.15, right=0.98, top=0.84,
+                          bottom=0.05)  # fmt: skip
+    ax_f = fig.add_subplot(gs[0, :])
+    ax_x, ax_k, ax_y = (fig.add_subplot(gs[1, k]) for k in range(3))
+    # the flat input: C rows at y = 0..C, columns = flat index
+    xcmap = role_cmap("input", bool(xf.min() < 0))
+    xnorm = Normalize(-xmax, xmax) if xf.min() < 0 else Normalize(0, xmax)
+    ax_f.imshow(xcmap(xnorm(xf.numpy())), extent=(0, D, C, 0), interpolation="nearest")
+    for r in range(1, H):  # the image's rows, one after the other
+        ax_f.axvline(r * W, ymin=0, ymax=1, color="#888888", lw=0.8)
+    ax_f.set_xlim(lo - 0.2, hi + 0.2)
+    ax_f.set_ylim(C + 2.6, -0.2)
+    ax_f.set_aspect("auto")
+    ax_f.set_yticks([c + 0.5 for c in range(C)] + [C + 1.5],
+                    labels=[("x.flatten()" if C == 1 else f"x[{c}].flatten()") for c in range(C)]
+                    + ["tap's products\nw * x.flat[q + offset]"])  # fmt: skip
+    ax_f.tick_params(axis="y", labelsize=7, length=0)
+    ticks = [i for i in range(0, D, max(1, D // 20))]
+    ax_f.xaxis.tick_top()
+    ax_f.set_xticks(np.array(ticks) + 0.5, labels=ticks, fontsize=6)
+    ax_f.tick_params(axis="x", length=0, pad=1)
+    ax_f.set_xlabel("flat index (grey lines: where a row of the image ends)", fontsize=7, labelpad=2)
+    ax_f.xaxis.set_label_position("top")
+    for spine in ax_f.spines.values():
+        spine.set_visible(False)
+    if annot_flat:
+        for c in range(C):
+            for i in range(D):
+                ax_f.text(i + 0.5, c + 0.5, format(float(xf[c, i]), fmt), ha="center", va="center", fontsize=6,
+                          color="white" if abs(xnorm(float(xf[c, i]))) > 0.6 else "black")  # fmt: skip
+    ax_x_grid = xd[0] if C == 1 else xd.mean(0)
+    show_grid(ax_x_grid, ax=ax_x, fmt=fmt if C == 1 else _fmt(ax_x_grid.numpy()), vmax=xmax, axis_labels=False,
+              annot=D <= 64, title="input x" if C == 1 else "input (channel mean)")  # fmt: skip
+    for lab in ax_x.get_xticklabels() + ax_x.get_yticklabels():
+        lab.set_fontsize(6)
+    ax_x.title.set_fontsize(9)
+    kgrid = wd[0] if C == 1 else wd.reshape(C, kh * kw)
+    show_grid(kgrid, ax=ax_k, role="kernel", fmt=fmt, axis_labels=False,
+              title=f"W[{out_channel}, 0]" if C == 1 else f"W[{out_channel}]: C x (kh*kw)")  # fmt: skip
+    for lab in ax_k.get_xticklabels() + ax_k.get_yticklabels():
+        lab.set_fontsize(6)
+    ax_k.title.set_fontsize(9)
+    ccmap = role_cmap("output", True)
+    cnorm = Normalize(-cmax, cmax)
+    dynamic = _Dynamic()
+
+    def cross(ax, x0, y0):
+        return ax.plot([x0 + 0.15, x0 + 0.85], [y0 + 0.15, y0 + 0.85], color="black", lw=1.2)[0]
+
+    def draw(t):
+        f = frames[t]
+        u, v, off = f["u"], f["v"], f["offset"]
+        (q0, q1), (s0, s1) = f["writes"], f["reads"]
+        dynamic.clear()
+        ax_y.clear()
+        bad = {q for q, _ in f["wrapped"]}
+        if q1 > q0:
+            dynamic.add(outline(ax_f, 0, s0, C, s1 - s0, lw=2.0))  # the slice: one contiguous run per channel
+            contrib = np.asarray(f["contribution"])
+            for q in range(q0, q1):
+                colour = (1.0, 1.0, 1.0, 1.0) if q in bad else ccmap(cnorm(contrib[q]))
+                dynamic.add(ax_f.add_patch(Rectangle((q + off, C + 1), 1, 1, facecolor=colour, edgecolor="#CCCCCC",
+                                                     lw=0.5)))  # fmt: skip
+                if q in bad:
+                    dynamic.add(cross(ax_f, q + off, C + 1), *[cross(ax_f, q + off, c) for c in range(C)])
+                elif annot_flat:
+                    dynamic.add(ax_f.text(q + off + 0.5, C + 1.5, format(contrib[q], fmt), ha="center", va="center",
+                                          fontsize=6))  # fmt: skip
+            dynamic.add(outline(ax_f, C + 1, q0 + off, 1, q1 - q0, lw=1.2, color=PALETTE["output"]))
+            for q in range(q0, q1, W):  # output row starts, labelled by their output index q
+                dynamic.add(ax_f.text(q + off + 0.05, C + 2.1, f"q={q}", ha="left", va="top", fontsize=6,
+                                      color=PALETTE["output"]))  # fmt: skip
+            for s in range(s0, s1):
+                r_, c_ = divmod(s, W)
+                dynamic.add(outline(ax_x, r_, c_, lw=1.5))
+                if s - off in bad:
+                    dynamic.add(cross(ax_x, c_, r_))
+        dynamic.add(outline(ax_k, u, v, lw=2.5) if C == 1 else outline(ax_k, 0, t, C, 1, lw=2.5))
+        known = np.zeros((Ho, Wo), dtype=bool)
+        for g in frames[: t + 1]:
+            a0, a1 = g["writes"]
+            known.flat[a0:a1] = True
+        if a.bias is not None:
+            known[:] = True
+        _partial_grid(ax_y, np.asarray(f["partial"]), known, vmax=pmax, fmt=fmt,
+                      title=f"output after {t + 1} of {kh * kw} taps")  # fmt: skip
+        for q in range(q0, q1):
+            i, j = divmod(q, Wo)
+            outline(ax_y, i, j, lw=1.2)
+        ax_y.title.set_fontsize(9)
+        nw = len(f["wrapped"])
+        w_txt = format(f["weight"][0], fmt) if C == 1 else f"W[{out_channel}, :, {u}, {v}]"
+        what = (f"reads x.flat[{s0}:{s1}] for outputs {q0}..{q1 - 1}" if q1 > q0 else "reads only padding")
+        fig.suptitle(f"tap ({u}, {v}), weight {w_txt}: offset ({u * dh} - {ph})*{W} + ({v * dw} - {pw}) = {off}; "
+                     f"{what}" + (f"\n{nw} value{'s' if nw > 1 else ''} read across a row edge (crossed): "
+                                  "subtracted afterwards" if nw else "\nno row edge crossed"), fontsize=9)  # fmt: skip
+        return []
+
+    return _make(fig, draw, frames, values, "one offset per tap", interval=1200)
