@@ -187,8 +187,10 @@ def test_page_works_offline(name, server, offline):
     broken = [src for src, width in images if width == 0]
     assert not broken, f"{name}: images that did not load: {broken}"
 
-    # animations: Play shows another frame
+    # animations: every chapter has at least one, and Play shows another frame
     animations = page.locator("div.animation")
+    if name.startswith("chapters/"):
+        assert animations.count() >= 1, f"{name}: a chapter without an animation (see convlib.animate)"
     for k in range(animations.count()):
         anim = animations.nth(k)
         anim.scroll_into_view_if_needed()

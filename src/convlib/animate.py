@@ -821,7 +821,7 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
 
 
 def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0,
-               dpi: int = DPI) -> Animation:  # fmt: skip
+               dpi: int = 100) -> Animation:  # fmt: skip
     """The fast path's key idea, one frame per kernel tap (u, v): every output pixel q reads the flat input
     at ``q + offset(u, v)``, so the tap reads one contiguous slice, and the output accumulates tap by tap.
 
