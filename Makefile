@@ -45,7 +45,7 @@ test: test-unit test-notebooks
 
 # Unit and property tests, split over $(JOBS) processes.
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) tests/ -q
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal tests/ -q
 
 # nbval re-runs every chapter and compares what each cell prints with the stored output.
 test-notebooks: $(STAMP)

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering anything")
 
 # Every animation draws a figure when it is built (about 0.1-1 s): fewer examples than the pure-number tests.
-DRAWN = settings(max_examples=10, deadline=None)
+DRAWN = settings(max_examples=8, deadline=None)
 
 
 def cs231n_example():
