@@ -175,12 +175,15 @@ def _make(fig, draw, frames, values, title, interval=1000) -> Animation:
 # ---------------------------------------------------------------- shared drawing
 
 
-def _single_image_args(x, weight, bias, stride, padding, dilation):
-    """Check like ``F.conv2d`` and insist on one image and groups=1 (what the pictures show)."""
+def _single_image_args(x, weight, bias, stride, padding, dilation, out_channel=0):
+    """Check like ``F.conv2d`` and insist on one image, groups=1 and a valid ``out_channel`` (what is drawn)."""
     a = conv2d_args(x, weight, bias, stride, padding, dilation, 1)
     if a.x.shape[0] != 1:
         raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape "
                          f"{tuple(x.shape)}")  # fmt: skip
+    O = a.weight.shape[0]
+    if not 0 <= out_channel < O:
+        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     return a
 
 
@@ -272,10 +275,8 @@ def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     ``value``; ``values`` is the output channel as far as the frames fill it (the whole channel when
     Ho*Wo <= max_frames), which equals ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
     """
-    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     O, C, kh, kw = a.weight.shape
-    if not 0 <= out_channel < O:
-        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     Ho, Wo = a.output_hw
     ph, pw = a.padding
     xp = F.pad(a.x, (pw, pw, ph, ph))[0].detach().double()
@@ -345,10 +346,8 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     ``frames[t]`` has ``l``, ``i``, ``j``, ``column`` (the C*kh*kw entries of ``cols[:, l]``) and ``value``;
     ``values`` is the output channel (equal to ``F.conv2d(...)[0, out_channel]``).
     """
-    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     O, C, kh, kw = a.weight.shape
-    if not 0 <= out_channel < O:
-        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     Ho, Wo = a.output_hw
     ph, pw = a.padding
     xd = a.x.detach().double()
@@ -419,10 +418,8 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     ``values`` is the output channel (equal to ``F.conv2d(...)[0, out_channel]``); ``M`` is built by
     :func:`convlib.conv_matrix` (its shape is in every frame's ``M_shape``).
     """
-    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     O, C, kh, kw = a.weight.shape
-    if not 0 <= out_channel < O:
-        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     Ho, Wo = a.output_hw
     L = Ho * Wo
     xd = a.x[0].detach().double()  # C x H x W (already padded if padding was an asymmetric 'same')
@@ -734,11 +731,9 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
     the window of output (i0, 0)), ``value`` (that output) and ``outputs`` (the band's rows, nested lists);
     ``values`` is the whole feature map, equal to ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
     """
-    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     max_frames = _check_max_frames(max_frames)
     O, C, kh, kw = a.weight.shape
-    if not 0 <= out_channel < O:
-        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     Ho, Wo = a.output_hw
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
     xd = a.x.detach().double()
@@ -840,10 +835,8 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     ``F.conv2d`` with only the first t + 1 taps of the kernel kept; ``values`` is the last ``partial``, equal to
     ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
     """
-    a = _single_image_args(x, weight, bias, stride, padding, dilation)
+    a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     O, C, kh, kw = a.weight.shape
-    if not 0 <= out_channel < O:
-        raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
     if a.stride != (1, 1):
         raise ValueError(f"tap_slices draws the stride-1 fast path (a tap reads a contiguous slice only with "
                          f"stride 1), got stride={stride}")  # fmt: skip
