@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,24 @@ torch.set_num_threads(1)  # the tests are many small problems; threads only add 
 def tol(dtype):
     """Tolerances for comparing two summation orders of the same products."""
     return {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-10}
+
+
+def check_conv(conv, cfg, *, reference=F.conv2d, unbatched=False, contiguous=False, **extra):
+    """Assert ``conv(x, weight, bias, **kw, **extra)`` equals ``reference`` on the drawn configuration.
+
+    ``unbatched``: call both on the first image alone (C x H x W); ``contiguous``: the result must be contiguous.
+    """
+    x, weight, bias, kw = cfg
+    if unbatched:
+        x = x[0]
+    expected = reference(x, weight, bias, **kw)
+    got = conv(x, weight, bias, **kw, **extra)
+    assert got.dim() == x.dim()
+    assert got.shape == expected.shape
+    assert got.dtype == expected.dtype
+    if contiguous:
+        assert got.is_contiguous()
+    torch.testing.assert_close(got, expected, **tol(x.dtype))
 
 
 def int_or_pair(values):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import as_pair, conv_configs, tol
+from conftest import as_pair, check_conv, conv_configs, tol
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,21 +20,13 @@ CONV_METHODS = [convlib.conv2d_naive, convlib.conv2d_im2col, convlib.conv2d_loop
 @pytest.mark.parametrize("conv", CONV_METHODS, ids=lambda f: f.__name__)
 @given(cfg=conv_configs(allow_same=True))
 def test_conv_equals_F_conv2d(conv, cfg):
-    x, weight, bias, kw = cfg
-    expected = F.conv2d(x, weight, bias, **kw)
-    got = conv(x, weight, bias, **kw)
-    assert got.shape == expected.shape
-    assert got.dtype == expected.dtype
-    torch.testing.assert_close(got, expected, **tol(x.dtype))
+    check_conv(conv, cfg)
 
 
 @pytest.mark.parametrize("conv", CONV_METHODS, ids=lambda f: f.__name__)
 @given(cfg=conv_configs(max_groups=2))
 def test_conv_unbatched_input(conv, cfg):
-    x, weight, bias, kw = cfg
-    got = conv(x[0], weight, bias, **kw)
-    torch.testing.assert_close(got, F.conv2d(x[0], weight, bias, **kw), **tol(x.dtype))
-    assert got.dim() == 3
+    check_conv(conv, cfg, unbatched=True)
 
 
 @given(cfg=conv_configs())

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import conv_configs, tol
+from conftest import check_conv, conv_configs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,13 +34,7 @@ def block_bytes(n):
 
 
 def _check(cfg, **extra):
-    x, weight, bias, kw = cfg
-    expected = F.conv2d(x, weight, bias, **kw)
-    got = convlib.conv2d(x, weight, bias, **kw, **extra)
-    assert got.shape == expected.shape
-    assert got.dtype == expected.dtype
-    assert got.is_contiguous()
-    torch.testing.assert_close(got, expected, **tol(x.dtype))
+    check_conv(convlib.conv2d, cfg, contiguous=True, **extra)
 
 
 # ---------------------------------------------------------------- equal to PyTorch, property-based
@@ -114,10 +108,7 @@ def test_tiny_blocks_equal_F_conv2d(mode, cfg):
 
 @given(cfg=conv_configs(max_groups=2))
 def test_unbatched_input(cfg):
-    x, weight, bias, kw = cfg
-    got = convlib.conv2d(x[0], weight, bias, **kw)
-    torch.testing.assert_close(got, F.conv2d(x[0], weight, bias, **kw), **tol(x.dtype))
-    assert got.dim() == 3
+    check_conv(convlib.conv2d, cfg, unbatched=True)
 
 
 @given(cfg=conv_configs(allow_same=True))

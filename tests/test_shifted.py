@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import conv_configs, tol
+from conftest import check_conv, conv_configs
 from hypothesis import given
 from test_core import BAD_CONV_CALLS
 
@@ -14,21 +14,12 @@ import convlib
 
 @given(cfg=conv_configs(allow_same=True))
 def test_shifted_equals_F_conv2d(cfg):
-    x, weight, bias, kw = cfg
-    expected = F.conv2d(x, weight, bias, **kw)
-    got = convlib.conv2d_shifted(x, weight, bias, **kw)
-    assert got.shape == expected.shape
-    assert got.dtype == expected.dtype
-    assert got.is_contiguous()
-    torch.testing.assert_close(got, expected, **tol(x.dtype))
+    check_conv(convlib.conv2d_shifted, cfg, contiguous=True)
 
 
 @given(cfg=conv_configs(max_groups=2))
 def test_shifted_unbatched_input(cfg):
-    x, weight, bias, kw = cfg
-    got = convlib.conv2d_shifted(x[0], weight, bias, **kw)
-    assert got.dim() == 3
-    torch.testing.assert_close(got, F.conv2d(x[0], weight, bias, **kw), **tol(x.dtype))
+    check_conv(convlib.conv2d_shifted, cfg, unbatched=True)
 
 
 @given(cfg=conv_configs())

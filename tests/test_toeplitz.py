@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import as_pair, conv_configs, tol
+from conftest import as_pair, check_conv, conv_configs, tol
 from hypothesis import given
 from hypothesis import strategies as st
 from test_core import BAD_CONV_CALLS, WT, X
@@ -28,20 +28,12 @@ def _jacobian(weight, C, H, W, **kw):
 
 @given(cfg=conv_configs(allow_same=True))
 def test_conv2d_toeplitz_equals_F_conv2d(cfg):
-    x, weight, bias, kw = cfg
-    expected = F.conv2d(x, weight, bias, **kw)
-    got = convlib.conv2d_toeplitz(x, weight, bias, **kw)
-    assert got.shape == expected.shape
-    assert got.dtype == expected.dtype
-    torch.testing.assert_close(got, expected, **tol(x.dtype))
+    check_conv(convlib.conv2d_toeplitz, cfg)
 
 
 @given(cfg=conv_configs(max_groups=2))
 def test_conv2d_toeplitz_unbatched_input(cfg):
-    x, weight, bias, kw = cfg
-    got = convlib.conv2d_toeplitz(x[0], weight, bias, **kw)
-    assert got.dim() == 3
-    torch.testing.assert_close(got, F.conv2d(x[0], weight, bias, **kw), **tol(x.dtype))
+    check_conv(convlib.conv2d_toeplitz, cfg, unbatched=True)
 
 
 @given(cfg=conv_configs(allow_same=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import as_pair, int_or_pair, tol
+from conftest import as_pair, check_conv, int_or_pair
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,21 +70,13 @@ def test_strategy_reaches_the_edges():
 @pytest.mark.parametrize("method", TRANSPOSED_METHODS)
 @given(cfg=transposed_configs())
 def test_conv_transpose2d_equals_F_conv_transpose2d(method, cfg):
-    x, weight, bias, kw = cfg
-    expected = F.conv_transpose2d(x, weight, bias, **kw)
-    got = convlib.conv_transpose2d(x, weight, bias, **kw, method=method)
-    assert got.shape == expected.shape
-    assert got.dtype == expected.dtype
-    torch.testing.assert_close(got, expected, **tol(x.dtype))
+    check_conv(convlib.conv_transpose2d, cfg, reference=F.conv_transpose2d, method=method)
 
 
 @pytest.mark.parametrize("method", TRANSPOSED_METHODS)
 @given(cfg=transposed_configs(max_groups=2))
 def test_conv_transpose2d_unbatched(method, cfg):
-    x, weight, bias, kw = cfg
-    got = convlib.conv_transpose2d(x[0], weight, bias, **kw, method=method)
-    assert got.dim() == 3
-    torch.testing.assert_close(got, F.conv_transpose2d(x[0], weight, bias, **kw), **tol(x.dtype))
+    check_conv(convlib.conv_transpose2d, cfg, reference=F.conv_transpose2d, unbatched=True, method=method)
 
 
 @given(cfg=transposed_configs())
