@@ -19,7 +19,7 @@ export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Reproducible hashing (set iteration order) in every kernel.
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup book test test-unit test-notebooks notebooks lab data clean distclean test-browser
+.PHONY: help setup book test test-unit test-notebooks notebooks lab data clean distclean test-browser lint format
 
 help:
 	@sed -n '1,4p' Makefile
@@ -42,6 +42,15 @@ book: $(STAMP)
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
 test: test-unit test-notebooks
+
+# ruff (pinned in requirements.txt, configured in pyproject.toml): formatting and lint of src/, tests/, _ext/.
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Unit and property tests, split over $(JOBS) processes.
 test-unit: $(STAMP)

@@ -157,7 +157,7 @@ def test_requests_off_the_machine_are_blocked(server, offline):
     """The harness itself: a page that asks for a remote resource gets nothing, and the attempt is recorded."""
     page, _ = open_page(offline, f"{server}/index.html")
     status = page.evaluate("""() => fetch('https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js')
-                                    .then(r => 'fetched ' + r.status, e => 'blocked')""")  # fmt: skip
+                                    .then(r => 'fetched ' + r.status, e => 'blocked')""")
     assert status == "blocked"
     assert any("cdn.jsdelivr.net" in u for u in offline.blocked)
 
@@ -176,8 +176,10 @@ def test_page_works_offline(name, server, offline):
                 timeout=20000,
             )
         except Exception as err:  # playwright's TimeoutError: say what it means
-            pytest.fail(f"{name}: math not typeset within 20 s ({n_math} math elements; MathJax must come from "
-                        f"_static/mathjax; blocked requests: {offline.blocked}): {err}")  # fmt: skip
+            pytest.fail(
+                f"{name}: math not typeset within 20 s ({n_math} math elements; MathJax must come from "
+                f"_static/mathjax; blocked requests: {offline.blocked}): {err}"
+            )
         assert page.locator("mjx-merror").count() == 0, f"{name}: MathJax reports a TeX error"
     assert page.locator("mjx-container").count() >= n_math
 
@@ -212,8 +214,9 @@ def test_page_works_offline(name, server, offline):
     linked = {urlparse(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
     missing = [p for p in PAGES[1:] if p not in linked]  # the root page is the home link ...
     assert not missing, f"{name}: the sidebar does not link to {missing}"
-    assert any(urlparse(h).path.endswith(f"/{PAGES[0]}.html") or urlparse(h).path in ("/", "/index.html")
-               for h in hrefs), f"{name}: the sidebar has no link to the first page"  # fmt: skip
+    assert any(
+        urlparse(h).path.endswith(f"/{PAGES[0]}.html") or urlparse(h).path in ("/", "/index.html") for h in hrefs
+    ), f"{name}: the sidebar has no link to the first page"
 
     # a notebook page: its .ipynb for download, and launch buttons built from the one repository setting
     if (ROOT / f"{name}.ipynb").exists():
@@ -223,8 +226,10 @@ def test_page_works_offline(name, server, offline):
         response = page.request.get(ipynb[0])
         assert response.ok and "nbformat" in response.json(), f"{name}: the .ipynb download is not a notebook"
         branch = CONFIG["repository"].get("branch", "main")
-        for launcher in (f"https://mybinder.org/v2/gh/{REPO}/{branch}?urlpath=lab/tree/{name}.ipynb",
-                         f"https://colab.research.google.com/github/{REPO}/blob/{branch}/{name}.ipynb"):  # fmt: skip
+        for launcher in (
+            f"https://mybinder.org/v2/gh/{REPO}/{branch}?urlpath=lab/tree/{name}.ipynb",
+            f"https://colab.research.google.com/github/{REPO}/blob/{branch}/{name}.ipynb",
+        ):
             assert launcher in links, f"{name}: no launch button {launcher}"
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -246,17 +251,31 @@ def jupyterlab(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("lab")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import convlib\nconvlib.widgets.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)")]  # fmt: skip
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import convlib\nconvlib.widgets.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)"
+        )
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / "explorer.ipynb")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), JUPYTER_CONFIG_DIR=str(folder / ".jupyter"))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.token=", "--ServerApp.password=", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", f"--ServerApp.root_dir={folder}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--ServerApp.root_dir={folder}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
@@ -288,8 +307,9 @@ def test_explorer_recomputes_in_jupyterlab(jupyterlab, offline):
         page.locator(".jp-Cell .jp-InputArea-editor").first.click()
         page.keyboard.press("Shift+Enter")
         try:
-            page.wait_for_function("(el) => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=prompt.element_handle(),
-                                   timeout=5000)  # fmt: skip
+            page.wait_for_function(
+                "(el) => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=prompt.element_handle(), timeout=5000
+            )
             break
         except Exception:
             if attempt == 4:

@@ -119,8 +119,9 @@ def test_transposed_stamp_depicts_conv_transpose2d(cfg):
         canvas = torch.tensor(f["canvas"], dtype=torch.float64)
         stamp = (x[:, f["i"], f["j"]].double().view(-1, 1, 1) * weight[:, o].double()).sum(0)
         expected_delta = torch.zeros_like(canvas)
-        expected_delta[f["i"] * s : f["i"] * s + d * (k[0] - 1) + 1 : d,
-                       f["j"] * s : f["j"] * s + d * (k[1] - 1) + 1 : d] = stamp  # fmt: skip
+        expected_delta[
+            f["i"] * s : f["i"] * s + d * (k[0] - 1) + 1 : d, f["j"] * s : f["j"] * s + d * (k[1] - 1) + 1 : d
+        ] = stamp
         torch.testing.assert_close(canvas - prev, expected_delta)
         prev = canvas
 
@@ -129,23 +130,32 @@ def test_settings_explorer_output_sizes_equal_conv2d():
     an = animate.settings_explorer(size=7, kernel_size=3)
     assert an.n_frames == len(animate.DEFAULT_SETTINGS)
     for f, (Ho, Wo) in zip(an.frames, an.values.tolist()):
-        shape = F.conv2d(torch.zeros(1, 1, 7, 7), torch.zeros(1, 1, 3, 3), None, f["stride"], f["padding"],
-                         f["dilation"]).shape[2:]  # fmt: skip
+        shape = F.conv2d(
+            torch.zeros(1, 1, 7, 7), torch.zeros(1, 1, 3, 3), None, f["stride"], f["padding"], f["dilation"]
+        ).shape[2:]
         assert (Ho, Wo) == (f["Ho"], f["Wo"]) == tuple(shape)
 
 
 @settings(max_examples=10, deadline=None)
-@given(H=st.integers(3, 9), W=st.integers(3, 9), k=st.integers(1, 3),
-       st_=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)), min_size=1, max_size=4))
-def test_settings_explorer_random_settings(H, W, k, st_):  # fmt: skip
+@given(
+    H=st.integers(3, 9),
+    W=st.integers(3, 9),
+    k=st.integers(1, 3),
+    st_=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)), min_size=1, max_size=4),
+)
+def test_settings_explorer_random_settings(H, W, k, st_):
     sets = [dict(stride=s, padding=p, dilation=d) for s, p, d in st_]
     assume(all(d * (k - 1) + 1 <= min(H, W) + 2 * p for _, p, d in st_))  # the kernel fits (else: a clear error)
     an = animate.settings_explorer((H, W), k, sets)
     for f in an.frames:
-        shape = F.conv2d(torch.zeros(1, 1, H, W), torch.zeros(1, 1, k, k), None, f["stride"], f["padding"],
-                         f["dilation"]).shape[2:]  # fmt: skip
-        assert (f["Ho"], f["Wo"]) == tuple(shape) == convlib.conv2d_output_shape((H, W), k, **{
-            key: f[key] for key in ("stride", "padding", "dilation")})  # fmt: skip
+        shape = F.conv2d(
+            torch.zeros(1, 1, H, W), torch.zeros(1, 1, k, k), None, f["stride"], f["padding"], f["dilation"]
+        ).shape[2:]
+        assert (
+            (f["Ho"], f["Wo"])
+            == tuple(shape)
+            == convlib.conv2d_output_shape((H, W), k, **{key: f[key] for key in ("stride", "padding", "dilation")})
+        )
 
 
 @DRAWN
@@ -253,8 +263,9 @@ def all_examples():
         "transposed_stamp": lambda: animate.transposed_stamp(t_x, t_w, stride=2),
         "settings_explorer": lambda: animate.settings_explorer(),
         "feature_map": lambda: animate.feature_map(photo(), sobel_rgb()),
-        "tap_slices": lambda: animate.tap_slices(torch.arange(1.0, 21.0).reshape(1, 4, 5),
-                                                 torch.tensor([[[[1.0, 2, 1], [0, 1, 0], [-1, 1, 2]]]]), padding=1),
+        "tap_slices": lambda: animate.tap_slices(
+            torch.arange(1.0, 21.0).reshape(1, 4, 5), torch.tensor([[[[1.0, 2, 1], [0, 1, 0], [-1, 1, 2]]]]), padding=1
+        ),
     }
 
 
@@ -289,16 +300,30 @@ def test_html_is_small_offline_and_has_every_frame(name):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda g: animate.tap_slices(torch.randn(2, 3, 4, generator=g), torch.randn(2, 2, 2, 3, generator=g),
-                                     torch.randn(2, generator=g), padding=(1, 1), out_channel=1),  # C = 2, bias
-        lambda g: animate.tap_slices(torch.randn(1, 3, 1, generator=g), torch.randn(1, 1, 3, 3, generator=g),
-                                     padding=1),  # W = 1: taps that read only padding
-        lambda g: animate.tap_slices(torch.randn(1, 6, 6, generator=g), torch.randn(1, 1, 2, 3, generator=g),
-                                     padding=(0, 2), dilation=2),
-        lambda g: animate.feature_map(torch.randn(1, 7, 9, generator=g), torch.randn(1, 1, 3, 3, generator=g),
-                                      padding=1, max_frames=1),  # grey, zero padding, one frame
-        lambda g: animate.feature_map(torch.randn(2, 9, 9, generator=g), torch.randn(3, 2, 2, 2, generator=g),
-                                      torch.randn(3, generator=g), stride=2, dilation=2, out_channel=2),
+        lambda g: animate.tap_slices(
+            torch.randn(2, 3, 4, generator=g),
+            torch.randn(2, 2, 2, 3, generator=g),
+            torch.randn(2, generator=g),
+            padding=(1, 1),
+            out_channel=1,
+        ),  # C = 2, bias
+        lambda g: animate.tap_slices(
+            torch.randn(1, 3, 1, generator=g), torch.randn(1, 1, 3, 3, generator=g), padding=1
+        ),  # W = 1: taps that read only padding
+        lambda g: animate.tap_slices(
+            torch.randn(1, 6, 6, generator=g), torch.randn(1, 1, 2, 3, generator=g), padding=(0, 2), dilation=2
+        ),
+        lambda g: animate.feature_map(
+            torch.randn(1, 7, 9, generator=g), torch.randn(1, 1, 3, 3, generator=g), padding=1, max_frames=1
+        ),  # grey, zero padding, one frame
+        lambda g: animate.feature_map(
+            torch.randn(2, 9, 9, generator=g),
+            torch.randn(3, 2, 2, 2, generator=g),
+            torch.randn(3, generator=g),
+            stride=2,
+            dilation=2,
+            out_channel=2,
+        ),
     ],
     ids=["tap-channels-bias", "tap-empty-taps", "tap-dilated", "map-one-frame", "map-strided"],
 )
@@ -329,8 +354,11 @@ def test_html_over_the_size_limit_raises():
         (lambda x, w: animate.window_sum(x.long(), w), TypeError, "floating-point"),
         (lambda x, w: animate.patch_matrix(x[:, :, :1, :1], w), ValueError, "kernel larger"),
         (lambda x, w: animate.transposed_stamp(x, w), ValueError, "C x O x kh x kw"),
-        (lambda x, w: animate.transposed_stamp(x[0], w.transpose(0, 1), stride=1, output_padding=1), ValueError,
-         "output_padding"),
+        (
+            lambda x, w: animate.transposed_stamp(x[0], w.transpose(0, 1), stride=1, output_padding=1),
+            ValueError,
+            "output_padding",
+        ),
         (lambda x, w: animate.transposed_stamp(x[0], w.transpose(0, 1), padding=5), ValueError, "crops"),
         (lambda x, w: animate.settings_explorer(settings=[dict(strides=2)]), ValueError, "unknown setting"),
         (lambda x, w: animate.settings_explorer(size=2, kernel_size=5), ValueError, "kernel larger"),

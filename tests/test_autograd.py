@@ -17,8 +17,15 @@ from convlib import Conv2d, Conv2dFunction
 def _layers(weight, bias, kw, padding_mode="zeros"):
     """An nn.Conv2d and a convlib.Conv2d with the configuration of ``conv_configs`` and the same parameters."""
     O, Cg, kh, kwid = weight.shape
-    args = dict(in_channels=Cg * kw["groups"], out_channels=O, kernel_size=(kh, kwid), bias=bias is not None,
-                padding_mode=padding_mode, dtype=weight.dtype, **kw)  # fmt: skip
+    args = dict(
+        in_channels=Cg * kw["groups"],
+        out_channels=O,
+        kernel_size=(kh, kwid),
+        bias=bias is not None,
+        padding_mode=padding_mode,
+        dtype=weight.dtype,
+        **kw,
+    )
     ref, ours = nn.Conv2d(**args), Conv2d(**args)
     with torch.no_grad():
         ref.weight.copy_(weight)
@@ -72,8 +79,7 @@ def _small(cfg):
 def test_function_gradcheck_float64(cfg):
     """Our backward against finite differences of our own forward (float64), for x, weight and bias."""
     x, weight, bias, kw = _small(cfg)
-    inputs = (x.requires_grad_(True), weight.requires_grad_(True),
-              None if bias is None else bias.requires_grad_(True))  # fmt: skip
+    inputs = (x.requires_grad_(True), weight.requires_grad_(True), None if bias is None else bias.requires_grad_(True))
     fn = lambda x, w, b: Conv2dFunction.apply(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])  # noqa: E731
     # fast mode: the Jacobian against finite differences along random directions (the full Jacobian is
     # compared entry by entry on fixed configurations in test_function_gradgradcheck)
@@ -84,8 +90,14 @@ def test_function_gradcheck_float64(cfg):
 def test_function_gradgradcheck(seed):
     """The backward is made of differentiable operations on the saved inputs: second derivatives are right."""
     gen = torch.Generator().manual_seed(seed)
-    stride, padding, dilation, groups = [(1, 0, 1, 1), (2, 1, 1, 1), (1, "same", 2, 2), (2, (0, 1), (1, 2), 2),
-                                         (3, 2, 1, 1), (1, "same", 1, 1)][seed]  # fmt: skip
+    stride, padding, dilation, groups = [
+        (1, 0, 1, 1),
+        (2, 1, 1, 1),
+        (1, "same", 2, 2),
+        (2, (0, 1), (1, 2), 2),
+        (3, 2, 1, 1),
+        (1, "same", 1, 1),
+    ][seed]
     x = torch.randn(2, 2, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(2, 2 // groups, 2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     b = torch.randn(2, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -152,8 +164,11 @@ def test_conv2d_padding_modes_equal_nn_conv2d(cfg, mode):
     x, weight, bias, kw = cfg
     (ph, pw) = kw["padding"] if isinstance(kw["padding"], tuple) else (kw["padding"],) * 2
     ref, ours = _layers(weight, bias, kw, padding_mode=mode)
-    too_big = {"reflect": ph >= x.shape[2] or pw >= x.shape[3], "circular": ph > x.shape[2] or pw > x.shape[3],
-               "replicate": False}[mode]  # fmt: skip
+    too_big = {
+        "reflect": ph >= x.shape[2] or pw >= x.shape[3],
+        "circular": ph > x.shape[2] or pw > x.shape[3],
+        "replicate": False,
+    }[mode]
     if too_big:  # nn.Conv2d fails inside F.pad; we say why
         with pytest.raises(ValueError, match=f"padding_mode='{mode}' needs the padding"):
             ours(x)
@@ -174,16 +189,23 @@ def test_conv2d_gradcheck_float64(cfg):
     _, layer = _layers(weight, bias, kw)
     # Conv2dFunction has the full (per-entry) gradcheck above; here the layer's path (parameters, padding
     # modes left to F.pad) is checked with gradcheck's fast mode: random directional derivatives.
-    assert torch.autograd.gradcheck(layer, (x.requires_grad_(True),), eps=1e-6, atol=1e-7, rtol=1e-5,
-                                    fast_mode=True)  # fmt: skip
+    assert torch.autograd.gradcheck(layer, (x.requires_grad_(True),), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
 
 
 @pytest.mark.parametrize(
     "args",
     [
         dict(in_channels=3, out_channels=8, kernel_size=3),
-        dict(in_channels=4, out_channels=6, kernel_size=(2, 5), stride=(2, 1), padding=(1, 2), dilation=(2, 1),
-             groups=2, bias=False),  # fmt: skip
+        dict(
+            in_channels=4,
+            out_channels=6,
+            kernel_size=(2, 5),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(2, 1),
+            groups=2,
+            bias=False,
+        ),
         dict(in_channels=6, out_channels=6, kernel_size=4, padding="same", groups=3, padding_mode="circular"),
         dict(in_channels=1, out_channels=2, kernel_size=1, padding="valid", dtype=torch.float64),
     ],
@@ -198,8 +220,18 @@ def test_conv2d_same_parameters_init_and_attributes_as_nn_conv2d(args):
         assert p.shape == q.shape and p.dtype == q.dtype
         assert torch.equal(p, q)  # same initialisation, call for call
     assert (ours.bias is None) == (ref.bias is None)
-    for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-                 "padding_mode", "transposed", "output_padding"):  # fmt: skip
+    for name in (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "padding_mode",
+        "transposed",
+        "output_padding",
+    ):
         assert getattr(ours, name) == getattr(ref, name), name
     assert repr(ours).replace("Conv2d", "X") == repr(ref).replace("Conv2d", "X")
     # state_dicts move both ways
@@ -214,8 +246,14 @@ def test_conv2d_in_a_network_trains_like_nn_conv2d():
 
     def net(conv):
         torch.manual_seed(0)
-        return nn.Sequential(conv(3, 4, 3, padding=1), nn.ReLU(), conv(4, 6, 3, stride=2, groups=2), nn.ReLU(),
-                             nn.Flatten(), nn.Linear(6 * 3 * 3, 5))  # fmt: skip
+        return nn.Sequential(
+            conv(3, 4, 3, padding=1),
+            nn.ReLU(),
+            conv(4, 6, 3, stride=2, groups=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(6 * 3 * 3, 5),
+        )
 
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 7, 7, generator=gen), torch.randint(0, 5, (8,), generator=gen)

@@ -17,12 +17,19 @@ from convlib import bench, fast
 def test_suite_is_the_issue_suite():
     got = [(l.N, l.C, l.H, l.O, l.k, l.padding, l.stride, l.groups) for l in bench.SUITE]
     assert got == [
-        (32, 3, 32, 32, 5, 0, 1, 1), (8, 64, 56, 64, 3, 1, 1, 1), (8, 128, 28, 128, 3, 1, 1, 1),
-        (1, 256, 14, 256, 3, 1, 1, 1), (64, 16, 16, 32, 3, 1, 1, 1), (8, 64, 56, 128, 1, 0, 1, 1),
-        (8, 64, 56, 64, 3, 1, 2, 1), (16, 32, 32, 32, 3, 1, 1, 32),
+        (32, 3, 32, 32, 5, 0, 1, 1),
+        (8, 64, 56, 64, 3, 1, 1, 1),
+        (8, 128, 28, 128, 3, 1, 1, 1),
+        (1, 256, 14, 256, 3, 1, 1, 1),
+        (64, 16, 16, 32, 3, 1, 1, 1),
+        (8, 64, 56, 128, 1, 0, 1, 1),
+        (8, 64, 56, 64, 3, 1, 2, 1),
+        (16, 32, 32, 32, 3, 1, 1, 32),
     ]
     assert [bench.SUITE[i].macs for i in bench.BIG] == [924_844_032] * 2
-    assert all(bench.SUITE[i].macs >= 4 * l.macs for i in bench.BIG for j, l in enumerate(bench.SUITE) if j not in bench.BIG)
+    assert all(
+        bench.SUITE[i].macs >= 4 * l.macs for i in bench.BIG for j, l in enumerate(bench.SUITE) if j not in bench.BIG
+    )
 
 
 @pytest.mark.parametrize("layer", bench.SUITE, ids=lambda l: l.name)
@@ -30,13 +37,22 @@ def test_layer_counts(layer):
     x, w, b, kw = layer.tensors()
     y = F.conv2d(x, w, b, **kw)
     assert y.shape[2:] == (layer.out_hw, layer.out_hw)
-    assert layer.macs == convlib.conv2d_macs(tuple(x.shape), tuple(w.shape), kw["stride"], kw["padding"], 1, kw["groups"])
+    assert layer.macs == convlib.conv2d_macs(
+        tuple(x.shape), tuple(w.shape), kw["stride"], kw["padding"], 1, kw["groups"]
+    )
     assert layer.min_bytes() == 4 * (x.numel() + w.numel() + layer.O + y.numel())
     assert b is None  # the suite times the convolution without bias
 
 
-@given(N=st.integers(1, 2), C=st.integers(1, 4), H=st.integers(3, 12), O=st.integers(1, 4), k=st.integers(1, 4),
-       p=st.integers(0, 2), s=st.integers(1, 2))
+@given(
+    N=st.integers(1, 2),
+    C=st.integers(1, 4),
+    H=st.integers(3, 12),
+    O=st.integers(1, 4),
+    k=st.integers(1, 4),
+    p=st.integers(0, 2),
+    s=st.integers(1, 2),
+)
 def test_toeplitz_nnz_is_conv_matrix_nnz(N, C, H, O, k, p, s):
     if k > H + 2 * p:
         return
@@ -98,7 +114,9 @@ def test_quick_run_writes_results_and_figures(tmp_path):
         if r["method"] == "F.conv2d":
             assert r["ratio_to_F"] == 1.0
     s = results["summary"]
-    assert s["geomean_ratio"] == pytest.approx(math.exp(sum(math.log(v) for v in s["ratios"].values()) / len(s["ratios"])))
+    assert s["geomean_ratio"] == pytest.approx(
+        math.exp(sum(math.log(v) for v in s["ratios"].values()) / len(s["ratios"]))
+    )
     paths = bench.write_results(results, tmp_path)
     assert {p.name for p in paths} >= {"results.json", "suite.csv", "sweeps.csv"}
     figs = bench.draw_figures(results, tmp_path)
@@ -127,6 +145,11 @@ def test_which_kernel_F_conv2d_runs_on_the_suite():
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             F.conv2d(x, w, b, **kw)
         names = {e.key for e in prof.key_averages()}
-        kernels.append("oneDNN" if "aten::mkldnn_convolution" in names else
-                       "slow_conv2d" if "aten::_slow_conv2d_forward" in names else "other")
+        kernels.append(
+            "oneDNN"
+            if "aten::mkldnn_convolution" in names
+            else "slow_conv2d"
+            if "aten::_slow_conv2d_forward" in names
+            else "other"
+        )
     assert kernels == ["oneDNN"] * 5 + ["slow_conv2d"] + ["oneDNN"] * 2

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from conftest import as_pair, check_conv, conv_configs, tol
 from hypothesis import given
-from hypothesis import strategies as st
 
 import convlib
 

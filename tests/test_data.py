@@ -138,10 +138,14 @@ def test_split_indices_is_a_deterministic_partition():
 
 @pytest.mark.parametrize(
     "args, err, match",
-    [((10, 11), ValueError, "n_first must be between"), ((10, -1), ValueError, "n_first must be between"),
-     ((-1, 0), ValueError, "n must not be negative"), ((10.0, 5), TypeError, "n must be an int"),
-     ((10, 5, None), TypeError, "seed must be an int")],
-)  # fmt: skip
+    [
+        ((10, 11), ValueError, "n_first must be between"),
+        ((10, -1), ValueError, "n_first must be between"),
+        ((-1, 0), ValueError, "n must not be negative"),
+        ((10.0, 5), TypeError, "n must be an int"),
+        ((10, 5, None), TypeError, "seed must be an int"),
+    ],
+)
 def test_split_indices_errors(args, err, match):
     with pytest.raises(err, match=match):
         data.split_indices(*args)

@@ -85,8 +85,13 @@ def _pair(v):
 
 
 @given(
-    N=st.integers(1, 3), C=st.integers(1, 5), O=st.integers(1, 5), H=st.integers(1, 9), W=st.integers(1, 9),
-    bias=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]),
+    N=st.integers(1, 3),
+    C=st.integers(1, 5),
+    O=st.integers(1, 5),
+    H=st.integers(1, 9),
+    W=st.integers(1, 9),
+    bias=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
 )
 def test_gemm1x1_mode_equals_F_conv2d(N, C, O, H, W, bias, dtype):
     x = torch.randn(N, C, H, W, dtype=dtype)
@@ -149,8 +154,14 @@ def test_gradients_equal_F_conv2d(cfg):
 
 
 @given(
-    N=st.integers(1, 4), C=st.integers(1, 6), H=st.integers(3, 40), W=st.integers(3, 40), k=st.integers(1, 3),
-    s=st.integers(1, 3), p=st.integers(0, 2), block=st.sampled_from([16, 4096, 1 << 20]),
+    N=st.integers(1, 4),
+    C=st.integers(1, 6),
+    H=st.integers(3, 40),
+    W=st.integers(3, 40),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    p=st.integers(0, 2),
+    block=st.sampled_from([16, 4096, 1 << 20]),
 )
 def test_blocks_cover_every_output_once(N, C, H, W, k, s, p, block):
     plan = fast.conv2d_plan(N, C, H, W, 4, k, k, (s, s), (p, p), (1, 1), 1, block_bytes=block)

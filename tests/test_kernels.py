@@ -31,8 +31,9 @@ def test_values_and_sums():
 
 def test_sobel_and_laplacian_on_ramps():
     H, W = 7, 9
-    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
-                                indexing="ij")  # fmt: skip
+    rows, cols = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
     ramp_x = 3.0 * cols + 2.0  # brightens by 3 per column
     sx, sy = kernels.sobel_x(torch.float64), kernels.sobel_y(torch.float64)
     assert torch.allclose(_conv(ramp_x, sx), torch.full((H - 2, W - 2), 24.0, dtype=torch.float64))  # 8 * slope
@@ -58,9 +59,14 @@ def test_gaussian_blur_equals_torchvision(size, sigma, seed):
 
 @pytest.mark.parametrize(
     "args, err, match",
-    [((4,), ValueError, "odd"), ((0,), ValueError, "odd"), ((5, 0.0), ValueError, "sigma"),
-     ((5, float("nan")), ValueError, "sigma"), ((5.0,), TypeError, "size must be an int")],
-)  # fmt: skip
+    [
+        ((4,), ValueError, "odd"),
+        ((0,), ValueError, "odd"),
+        ((5, 0.0), ValueError, "sigma"),
+        ((5, float("nan")), ValueError, "sigma"),
+        ((5.0,), TypeError, "size must be an int"),
+    ],
+)
 def test_gaussian_errors(args, err, match):
     with pytest.raises(err, match=match):
         kernels.gaussian(*args)
@@ -90,11 +96,16 @@ def test_stack_kernels_pads_around_the_centre():
 
 @pytest.mark.parametrize(
     "ks, C, err, match",
-    [([], 3, ValueError, "must not be empty"), ([torch.ones(2, 2)], 3, ValueError, "odd size"),
-     ([torch.ones(3, 5)], 3, ValueError, "square"), ([torch.ones(1, 3, 3)], 3, ValueError, "2-D"),
-     ([[1.0]], 3, TypeError, "torch.Tensor"), ([torch.ones(3, 3)], 0, ValueError, "in_channels"),
-     ([torch.ones(3, 3), torch.ones(1, 1, dtype=torch.float64)], 3, TypeError, "one dtype")],
-)  # fmt: skip
+    [
+        ([], 3, ValueError, "must not be empty"),
+        ([torch.ones(2, 2)], 3, ValueError, "odd size"),
+        ([torch.ones(3, 5)], 3, ValueError, "square"),
+        ([torch.ones(1, 3, 3)], 3, ValueError, "2-D"),
+        ([[1.0]], 3, TypeError, "torch.Tensor"),
+        ([torch.ones(3, 3)], 0, ValueError, "in_channels"),
+        ([torch.ones(3, 3), torch.ones(1, 1, dtype=torch.float64)], 3, TypeError, "one dtype"),
+    ],
+)
 def test_stack_kernels_errors(ks, C, err, match):
     with pytest.raises(err, match=match):
         kernels.stack_kernels(ks, in_channels=C)

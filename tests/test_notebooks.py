@@ -80,8 +80,13 @@ TITLE_NUMBER_PENDING: dict[str, str] = {}
 
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(p, marks=pytest.mark.xfail(reason=TITLE_NUMBER_PENDING[p.stem], strict=True))
-     if p.stem in TITLE_NUMBER_PENDING else p for p in CHAPTERS if p.stem != "00_preface"],
+    [
+        pytest.param(p, marks=pytest.mark.xfail(reason=TITLE_NUMBER_PENDING[p.stem], strict=True))
+        if p.stem in TITLE_NUMBER_PENDING
+        else p
+        for p in CHAPTERS
+        if p.stem != "00_preface"
+    ],
     ids=lambda p: p.name,
 )
 def test_chapter_title_has_no_manual_number(path):

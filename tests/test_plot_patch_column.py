@@ -16,8 +16,11 @@ import convlib  # noqa: E402
 
 
 def _outlines(ax):
-    return [(p.get_y(), p.get_x(), p.get_height(), p.get_width()) for p in ax.patches if isinstance(p, Rectangle)
-            and not p.get_fill()]  # fmt: skip
+    return [
+        (p.get_y(), p.get_x(), p.get_height(), p.get_width())
+        for p in ax.patches
+        if isinstance(p, Rectangle) and not p.get_fill()
+    ]
 
 
 @pytest.mark.parametrize(
@@ -40,8 +43,10 @@ def test_patch_column_marks_matching_window_column_and_pixel(C, H, W, kh, kw, kw
     assert _outlines(ax_cols) == [(0, l, cols.shape[0], 1)]  # the whole column l
     assert _outlines(ax_out) == [(i, j, 1, 1)]  # the pixel it produces
     assert ax_out.get_title().endswith(f"Y[{i}, {j}] = {float(Y[i, j]):.2f}")
-    s, d = convlib._checks.pair(kwargs.get("stride", 1), "s", minimum=1), convlib._checks.pair(
-        kwargs.get("dilation", 1), "d", minimum=1)  # fmt: skip
+    s, d = (
+        convlib._checks.pair(kwargs.get("stride", 1), "s", minimum=1),
+        convlib._checks.pair(kwargs.get("dilation", 1), "d", minimum=1),
+    )
     if d == (1, 1):  # one rectangle: the window, in padded coordinates
         assert _outlines(ax_in) == [(i * s[0], j * s[1], kh, kw)]
     else:  # one outline per tap

@@ -1,4 +1,4 @@
-"""convlib.plot.show_stamps and show_zero_insertion draw the numbers of F.conv_transpose2d, outlined where they belong."""
+"""convlib.plot.show_stamps and show_zero_insertion: the numbers of F.conv_transpose2d, outlined where they belong."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ import convlib  # noqa: E402
 
 
 def _outlines(ax):
-    return [(p.get_y(), p.get_x(), p.get_height(), p.get_width()) for p in ax.patches if isinstance(p, Rectangle)
-            and not p.get_fill()]  # fmt: skip
+    return [
+        (p.get_y(), p.get_x(), p.get_height(), p.get_width())
+        for p in ax.patches
+        if isinstance(p, Rectangle) and not p.get_fill()
+    ]
 
 
 def _numbers(ax, shape):
@@ -51,8 +54,9 @@ def test_show_zero_insertion_panels(stride, padding, dilation):
     assert torch.equal(_numbers(ax_out, y.shape), y)
     assert torch.equal(_numbers(ax_rot, (3, 3)), K.flip(0, 1))
     q = dilation * 2 - padding
-    assert {(r, c) for r, c, _, _ in _outlines(ax_in)} == {(q + i * stride, q + j * stride) for i in range(2)
-                                                           for j in range(3)}  # fmt: skip
+    assert {(r, c) for r, c, _, _ in _outlines(ax_in)} == {
+        (q + i * stride, q + j * stride) for i in range(2) for j in range(3)
+    }
     plt.close("all")
 
 

@@ -29,7 +29,9 @@ def test_shifted_equals_im2col(cfg):
     x, weight = x.double(), weight.double()
     bias = None if bias is None else bias.double()
     torch.testing.assert_close(
-        convlib.conv2d_shifted(x, weight, bias, **kw), convlib.conv2d_im2col(x, weight, bias, **kw), rtol=1e-10,
+        convlib.conv2d_shifted(x, weight, bias, **kw),
+        convlib.conv2d_im2col(x, weight, bias, **kw),
+        rtol=1e-10,
         atol=1e-10,
     )
 
@@ -45,8 +47,9 @@ def test_shifted_same_padding_asymmetric_even_kernel():
 def test_shifted_depthwise_and_pointwise():
     x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
     depthwise = torch.randn(6, 1, 3, 3, dtype=torch.float64)
-    torch.testing.assert_close(convlib.conv2d_shifted(x, depthwise, groups=6, padding=1),
-                               F.conv2d(x, depthwise, groups=6, padding=1))
+    torch.testing.assert_close(
+        convlib.conv2d_shifted(x, depthwise, groups=6, padding=1), F.conv2d(x, depthwise, groups=6, padding=1)
+    )
     pointwise = torch.randn(5, 6, 1, 1, dtype=torch.float64)  # 1 x 1: a single offset, a single product
     torch.testing.assert_close(convlib.conv2d_shifted(x, pointwise), F.conv2d(x, pointwise))
 

@@ -130,7 +130,10 @@ def test_transpose_is_conv_transpose2d(cfg):
     a = torch.randn_like(y)
     M = convlib.conv_matrix(weight, (C, H, W), **_matrix_args(kw))
     kh, kw_ = weight.shape[2:]
-    out_pad = (H - ((y.shape[2] - 1) * sh - 2 * ph + dh * (kh - 1) + 1), W - ((y.shape[3] - 1) * sw - 2 * pw + dw * (kw_ - 1) + 1))
+    out_pad = (
+        H - ((y.shape[2] - 1) * sh - 2 * ph + dh * (kh - 1) + 1),
+        W - ((y.shape[3] - 1) * sw - 2 * pw + dw * (kw_ - 1) + 1),
+    )
     expected = F.conv_transpose2d(a, weight, None, kw["stride"], kw["padding"], out_pad, kw["groups"], kw["dilation"])
     got = (M.mT @ a.reshape(a.shape[0], -1).T).T.reshape(expected.shape)
     torch.testing.assert_close(got, expected, **tol(x.dtype))

@@ -100,10 +100,13 @@ def test_accuracy_counts_correct_argmax_and_restores_mode():
 
 @pytest.mark.parametrize(
     "kwargs, err, match",
-    [(dict(steps=0), ValueError, "steps must be at least 1"), (dict(steps=2.0), TypeError, "steps must be an int"),
-     (dict(steps=1, batch_size=65), ValueError, "larger than the 64"),
-     (dict(steps=1, batch_size=0), ValueError, "batch_size must be at least 1")],
-)  # fmt: skip
+    [
+        (dict(steps=0), ValueError, "steps must be at least 1"),
+        (dict(steps=2.0), TypeError, "steps must be an int"),
+        (dict(steps=1, batch_size=65), ValueError, "larger than the 64"),
+        (dict(steps=1, batch_size=0), ValueError, "batch_size must be at least 1"),
+    ],
+)
 def test_train_errors(kwargs, err, match):
     X, y = _toy_data()
     with pytest.raises(err, match=match):

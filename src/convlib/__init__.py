@@ -6,21 +6,16 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 ``ValueError`` that names the problem.
 """
 
-from .shapes import conv_output_size, conv2d_output_shape, conv2d_macs
-from .naive import conv2d_naive, corr2d, conv2d_loops
-from .im2col import im2col, col2im, conv2d_im2col, patch_view
-from .shifted import conv2d_shifted
-from .autograd import Conv2dFunction, Conv2d
-from .toeplitz import conv_matrix, conv2d_toeplitz, conv_matrix_loops, doubly_blocked_toeplitz
-from .transposed import conv_transpose2d, transposed_output_size, insert_zeros, flip_swap_kernel
-from .entry import entry_products, EntryProducts
-from . import data, plot
-from . import nhwc
-from . import animate, widgets
-from . import kernels
-from . import training
+from . import animate, data, fast, kernels, nhwc, plot, training, widgets
+from .autograd import Conv2d, Conv2dFunction
+from .entry import EntryProducts, entry_products
 from .fast import conv2d
-from . import fast
+from .im2col import col2im, conv2d_im2col, im2col, patch_view
+from .naive import conv2d_loops, conv2d_naive, corr2d
+from .shapes import conv2d_macs, conv2d_output_shape, conv_output_size
+from .shifted import conv2d_shifted
+from .toeplitz import conv2d_toeplitz, conv_matrix, conv_matrix_loops, doubly_blocked_toeplitz
+from .transposed import conv_transpose2d, flip_swap_kernel, insert_zeros, transposed_output_size
 
 __version__ = "0.1.0"
 

@@ -44,10 +44,10 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ._checks import check_tensor, conv2d_args, out_size, pair
-from .im2col import col2im, im2col
-from .toeplitz import conv_matrix
 from .fast import conv2d_plan
+from .im2col import col2im, im2col
 from .plot import PALETTE, max_fig_width, outline, role_cmap, show_grid, show_matrix
+from .toeplitz import conv_matrix
 
 __all__ = [
     "Animation",
@@ -111,8 +111,7 @@ def to_html(anim: FuncAnimation, default_mode: str = "loop", max_kb: float = MAX
     interval = getattr(anim, "_interval", 1000)
     with TemporaryDirectory() as tmp:
         path = Path(tmp, "animation.html")
-        writer = _PaletteHTMLWriter(fps=1000 / interval, embed_frames=True, default_mode=default_mode,
-                                    colors=colors)  # fmt: skip
+        writer = _PaletteHTMLWriter(fps=1000 / interval, embed_frames=True, default_mode=default_mode, colors=colors)
         anim.save(str(path), writer=writer, dpi=anim._fig.dpi)
         text = path.read_text()
     text = re.sub(r"<link rel=\"stylesheet\"\s*href=\"https?://[^\"]*font-awesome[^\"]*\">", "", text)
@@ -123,8 +122,10 @@ def to_html(anim: FuncAnimation, default_mode: str = "loop", max_kb: float = MAX
         raise RuntimeError("the animation's HTML refers to a network resource; it would not play offline")
     kb = len(text.encode()) / 1024
     if kb > max_kb:
-        raise ValueError(f"the animation's HTML is {kb:.0f} KB, more than max_kb={max_kb}: use fewer frames, "
-                         "a smaller figure or a lower dpi")  # fmt: skip
+        raise ValueError(
+            f"the animation's HTML is {kb:.0f} KB, more than max_kb={max_kb}: use fewer frames, "
+            "a smaller figure or a lower dpi"
+        )
     return text
 
 
@@ -179,8 +180,7 @@ def _single_image_args(x, weight, bias, stride, padding, dilation, out_channel=0
     """Check like ``F.conv2d`` and insist on one image, groups=1 and a valid ``out_channel`` (what is drawn)."""
     a = conv2d_args(x, weight, bias, stride, padding, dilation, 1)
     if a.x.shape[0] != 1:
-        raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape "
-                         f"{tuple(x.shape)}")  # fmt: skip
+        raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape {tuple(x.shape)}")
     O = a.weight.shape[0]
     if not 0 <= out_channel < O:
         raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
@@ -245,8 +245,15 @@ def _partial_grid(ax, A, known, role="output", current=None, vmax=None, title=No
             for c in range(W):
                 if known[r, c]:
                     dark = abs(norm(A[r, c]) - (0.5 if signed else 0.0)) > 0.45
-                    ax.text(c + 0.5, r + 0.5, format(A[r, c], fmt), ha="center", va="center", fontsize=7,
-                            color="white" if dark else "black")  # fmt: skip
+                    ax.text(
+                        c + 0.5,
+                        r + 0.5,
+                        format(A[r, c], fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if dark else "black",
+                    )
     if current is not None:
         outline(ax, current[0], current[1])
     if title:
@@ -262,8 +269,9 @@ def _num(v: float, fmt: str) -> str:
 # ---------------------------------------------------------------- chapter 1: the window and its running sum
 
 
-def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
-               dpi: int = DPI) -> Animation:  # fmt: skip
+def window_sum(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12, dpi: int = DPI
+) -> Animation:
     """The window sliding over the padded multi-channel input; each frame fills in one output entry.
 
     One row of panels per input channel: the padded channel with the window outlined, beside the kernel's
@@ -305,8 +313,15 @@ def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     ax_out = fig.add_subplot(gs[:, 2])
 
     for c in range(C):  # the parts that stay: the padded input and the kernel, channel by channel
-        show_grid(xp[c], ax=ax_in[c], padding=(ph, pw), fmt=fmt, vmax=xmax, axis_labels=False,
-                  title=f"input channel {c}" if C > 1 else "input (padded)")  # fmt: skip
+        show_grid(
+            xp[c],
+            ax=ax_in[c],
+            padding=(ph, pw),
+            fmt=fmt,
+            vmax=xmax,
+            axis_labels=False,
+            title=f"input channel {c}" if C > 1 else "input (padded)",
+        )
         show_grid(w[c], ax=ax_k[c], role="kernel", fmt=fmt, vmax=wmax, axis_labels=False)
         ax_k[c].set_title(f"W[{out_channel},{c}]", fontsize=9)
     dynamic = _Dynamic()
@@ -321,12 +336,21 @@ def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
         ax_out.clear()
         known = np.zeros((Ho, Wo), dtype=bool)
         known.flat[: t + 1] = True
-        _partial_grid(ax_out, values.double().numpy(), known, current=(i, j), vmax=ymax, fmt=fmt,
-                      title=f"output channel {out_channel}")  # fmt: skip
+        _partial_grid(
+            ax_out,
+            values.double().numpy(),
+            known,
+            current=(i, j),
+            vmax=ymax,
+            fmt=fmt,
+            title=f"output channel {out_channel}",
+        )
         terms = " + ".join(_num(p, fmt) for p in f["partials"])
         ax_out.set_xlabel(f"y[{i},{j}] = {terms}\n + bias {_num(b, fmt)} = {format(f['value'], fmt)}", fontsize=9)
-        fig.suptitle(f"output ({i}, {j}): the window starts at padded row {i * a.stride[0]}, "
-                     f"column {j * a.stride[1]}", fontsize=10)  # fmt: skip
+        fig.suptitle(
+            f"output ({i}, {j}): the window starts at padded row {i * a.stride[0]}, column {j * a.stride[1]}",
+            fontsize=10,
+        )
         return []
 
     return _make(fig, draw, frames, values, "window sum")
@@ -335,8 +359,9 @@ def window_sum(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
 # ---------------------------------------------------------------- chapter 2: the patch matrix
 
 
-def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
-                 dpi: int = DPI) -> Animation:  # fmt: skip
+def patch_matrix(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12, dpi: int = DPI
+) -> Animation:
     """The window beside the patch matrix ``cols = im2col(x)``: its column lights up, the output pixel is filled.
 
     Left: channel 0 of the padded input with the window of output (i, j); middle: ``cols`` (C*kh*kw x L) with
@@ -364,8 +389,14 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     Hp, Wp = xp.shape[1:]
 
     fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.6 if K <= 12 else 4.2), dpi=dpi)
-    gs = fig.add_gridspec(2, 3, width_ratios=[Wp, max(Ho * Wo, 3) * 0.9, max(Wo, 3) + 0.5],
-                          height_ratios=[1, max(K, 3)], wspace=0.35, hspace=0.08)  # fmt: skip
+    gs = fig.add_gridspec(
+        2,
+        3,
+        width_ratios=[Wp, max(Ho * Wo, 3) * 0.9, max(Wo, 3) + 0.5],
+        height_ratios=[1, max(K, 3)],
+        wspace=0.35,
+        hspace=0.08,
+    )
     ax_in = fig.add_subplot(gs[:, 0])
     ax_w = fig.add_subplot(gs[0, 1])
     ax_cols = fig.add_subplot(gs[1, 1])
@@ -374,12 +405,21 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     xmax = float(xp.abs().max()) or 1.0
     ymax = float(y.abs().max()) or 1.0
 
-    show_grid(xp[0], ax=ax_in, padding=(ph, pw), fmt=fmt, vmax=xmax, axis_labels=False, annot=Hp * Wp <= 100,
-              title="input, channel 0" if C > 1 else "input (padded)")  # fmt: skip
+    show_grid(
+        xp[0],
+        ax=ax_in,
+        padding=(ph, pw),
+        fmt=fmt,
+        vmax=xmax,
+        axis_labels=False,
+        annot=Hp * Wp <= 100,
+        title="input, channel 0" if C > 1 else "input (padded)",
+    )
     show_matrix(W_row, ax=ax_w, role="kernel", annot=False, xticklabels=False, yticklabels=False)
     ax_w.set_ylabel("W_row", rotation=0, ha="right", va="center", fontsize=8)
-    show_matrix(cols, ax=ax_cols, annot=K * Ho * Wo <= 150, fmt=fmt, vmax=xmax, xlabel="patch l = i*Wo + j",
-                yticklabels=ylabels)  # fmt: skip
+    show_matrix(
+        cols, ax=ax_cols, annot=K * Ho * Wo <= 150, fmt=fmt, vmax=xmax, xlabel="patch l = i*Wo + j", yticklabels=ylabels
+    )
     ax_cols.tick_params(labelsize=6)
     ax_cols.tick_params(axis="y", labelrotation=0)
     ax_cols.set_ylabel("row (c, u, v)", fontsize=8)
@@ -395,8 +435,15 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
         ax_out.clear()
         known = np.zeros((Ho, Wo), dtype=bool)
         known.flat[: t + 1] = True
-        _partial_grid(ax_out, values.double().numpy(), known, current=(i, j), vmax=ymax, fmt=fmt,
-                      title=f"output channel {out_channel}")  # fmt: skip
+        _partial_grid(
+            ax_out,
+            values.double().numpy(),
+            known,
+            current=(i, j),
+            vmax=ymax,
+            fmt=fmt,
+            title=f"output channel {out_channel}",
+        )
         fig.suptitle(f"window ({i}, {j}) = column {l} of cols", fontsize=10)
         return []
 
@@ -406,8 +453,9 @@ def patch_matrix(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
 # ---------------------------------------------------------------- chapter 3: a row of the convolution matrix
 
 
-def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12,
-                 dpi: int = DPI) -> Animation:  # fmt: skip
+def toeplitz_row(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 12, dpi: int = DPI
+) -> Animation:
     """The same step as one row of the convolution matrix ``M`` against the flattened input.
 
     Top: the rows of ``M`` that write output channel ``out_channel`` (Ho*Wo x C*H*W, zeros white), row ``l``
@@ -430,17 +478,28 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     y = M_o @ x_flat + b
     n = min(L, max_frames)
     # the input pixels each row reads (its window's taps that fall inside the input, whatever their weight)
-    taps = conv_matrix(torch.ones_like(a.weight, dtype=torch.float64), tuple(xd.shape), a.stride, a.padding,
-                       a.dilation, sparse=False)[out_channel * L : (out_channel + 1) * L]  # fmt: skip
-    frames = [dict(l=l, i=l // Wo, j=l % Wo, reads=torch.nonzero(taps[l]).flatten().tolist(), value=float(y[l]),
-                   M_shape=tuple(M.shape)) for l in range(n)]  # fmt: skip
+    taps = conv_matrix(
+        torch.ones_like(a.weight, dtype=torch.float64), tuple(xd.shape), a.stride, a.padding, a.dilation, sparse=False
+    )[out_channel * L : (out_channel + 1) * L]
+    frames = [
+        dict(
+            l=l,
+            i=l // Wo,
+            j=l % Wo,
+            reads=torch.nonzero(taps[l]).flatten().tolist(),
+            value=float(y[l]),
+            M_shape=tuple(M.shape),
+        )
+        for l in range(n)
+    ]
     values = y.reshape(Ho, Wo).to(a.x.dtype)
     fmt = _fmt(torch.cat([x_flat, M_o.flatten(), y]).numpy())
     D = x_flat.numel()
 
     fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.4), dpi=dpi)
-    gs = fig.add_gridspec(2, 2, width_ratios=[max(D, 8), max(D / 12, 2)], height_ratios=[max(L, 3), 1.3],
-                          wspace=0.05, hspace=0.35)  # fmt: skip
+    gs = fig.add_gridspec(
+        2, 2, width_ratios=[max(D, 8), max(D / 12, 2)], height_ratios=[max(L, 3), 1.3], wspace=0.05, hspace=0.35
+    )
     ax_M = fig.add_subplot(gs[0, 0])
     ax_x = fig.add_subplot(gs[1, 0])
     ax_y = fig.add_subplot(gs[0, 1])
@@ -450,12 +509,21 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
     step = max(1, D // 12)
     xt = list(range(0, D, step))
 
-    show_matrix(M_o, ax=ax_M, role="kernel", annot=False, vmax=wmax, linewidths=0, xticklabels=False,
-                ylabel="row l (output pixel)")  # fmt: skip
+    show_matrix(
+        M_o,
+        ax=ax_M,
+        role="kernel",
+        annot=False,
+        vmax=wmax,
+        linewidths=0,
+        xticklabels=False,
+        ylabel="row l (output pixel)",
+    )
     ax_M.tick_params(labelsize=6)
     ax_M.tick_params(axis="y", labelrotation=0)
-    show_matrix(x_flat.reshape(1, -1), ax=ax_x, annot=False, vmax=xmax, linewidths=0, yticklabels=False,
-                xticklabels=False)  # fmt: skip
+    show_matrix(
+        x_flat.reshape(1, -1), ax=ax_x, annot=False, vmax=xmax, linewidths=0, yticklabels=False, xticklabels=False
+    )
     ax_x.set_xticks(np.array(xt) + 0.5, labels=xt, fontsize=6, rotation=0)
     ax_x.set_xlabel("x.flatten(): index c*H*W + h*W + w", fontsize=8)
     dynamic = _Dynamic()
@@ -465,8 +533,7 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
         l = f["l"]
         dynamic.clear()
         dynamic.add(outline(ax_M, l, 0, 1, D))
-        ax_M.set_title(f"M (rows of output channel {out_channel}): row {l} = output ({f['i']}, {f['j']})",
-                       fontsize=9)  # fmt: skip
+        ax_M.set_title(f"M (rows of output channel {out_channel}): row {l} = output ({f['i']}, {f['j']})", fontsize=9)
         for r in f["reads"]:
             dynamic.add(outline(ax_x, 0, r, lw=1.5), outline(ax_M, l, r, lw=1.0, color="black"))
         ax_y.clear()
@@ -476,8 +543,11 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
         ax_y.set_xticks([])
         ax_y.set_title("y", fontsize=9)
         ax_y.tick_params(labelsize=6)
-        fig.suptitle(f"y[{l}] = M[{l}] @ x.flatten() + b = {format(f['value'], fmt)}: the row reads "
-                     f"{len(f['reads'])} of the {D} inputs (outlined)", fontsize=10)  # fmt: skip
+        fig.suptitle(
+            f"y[{l}] = M[{l}] @ x.flatten() + b = {format(f['value'], fmt)}: the row reads "
+            f"{len(f['reads'])} of the {D} inputs (outlined)",
+            fontsize=10,
+        )
         return []
 
     return _make(fig, draw, frames, values, "Toeplitz row")
@@ -486,8 +556,17 @@ def toeplitz_row(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chan
 # ---------------------------------------------------------------- chapter 4: transposed convolution
 
 
-def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=1, out_channel: int = 0,
-                     max_frames: int = 12, dpi: int = DPI) -> Animation:  # fmt: skip
+def transposed_stamp(
+    x,
+    weight,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    out_channel: int = 0,
+    max_frames: int = 12,
+    dpi: int = DPI,
+) -> Animation:
     """Transposed convolution as stamping: each input pixel adds ``x[i, j] * kernel`` into the output.
 
     ``x`` is C x H x W (or 1 x C x H x W), ``weight`` is C x O x kh x kw, as for ``F.conv_transpose2d``
@@ -505,18 +584,21 @@ def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=
     check_tensor(weight, "weight")
     if x.dim() == 4:
         if x.shape[0] != 1:
-            raise ValueError(f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape "
-                             f"{tuple(x.shape)}")  # fmt: skip
+            raise ValueError(
+                f"the animations draw one image: pass C x H x W or 1 x C x H x W, got shape {tuple(x.shape)}"
+            )
         x = x[0]
     if x.dim() != 3 or weight.dim() != 4:
-        raise ValueError(f"x must be C x H x W and weight C x O x kh x kw, got shapes {tuple(x.shape)} and "
-                         f"{tuple(weight.shape)}")  # fmt: skip
+        raise ValueError(
+            f"x must be C x H x W and weight C x O x kh x kw, got shapes {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
     if not (x.is_floating_point() and weight.is_floating_point()):
         raise TypeError("x and weight must be floating-point tensors")
     C, H, W = x.shape
     if weight.shape[0] != C:
-        raise ValueError(f"weight.shape[0] must equal the input's {C} channels (layout C x O x kh x kw), got "
-                         f"{tuple(weight.shape)}")  # fmt: skip
+        raise ValueError(
+            f"weight.shape[0] must equal the input's {C} channels (layout C x O x kh x kw), got {tuple(weight.shape)}"
+        )
     _, O, kh, kw = weight.shape
     if not 0 <= out_channel < O:
         raise ValueError(f"out_channel must be in [0, {O}), got {out_channel}")
@@ -525,8 +607,10 @@ def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=
     (oph, opw) = pair(output_padding, "output_padding", minimum=0)
     (dh, dw) = pair(dilation, "dilation", minimum=1)
     if oph >= max(sh, dh) or opw >= max(sw, dw):
-        raise ValueError(f"output_padding must be smaller than stride or dilation (as in PyTorch), got "
-                         f"output_padding={output_padding}, stride={stride}, dilation={dilation}")  # fmt: skip
+        raise ValueError(
+            f"output_padding must be smaller than stride or dilation (as in PyTorch), got "
+            f"output_padding={output_padding}, stride={stride}, dilation={dilation}"
+        )
     Hf = (H - 1) * sh + dh * (kh - 1) + 1 + oph  # the full (uncropped) output
     Wf = (W - 1) * sw + dw * (kw - 1) + 1 + opw
     Hout, Wout = Hf - 2 * ph, Wf - 2 * pw
@@ -579,15 +663,24 @@ def transposed_stamp(x, weight, stride=1, padding=0, output_padding=0, dilation=
             for u in range(kh):
                 for v in range(kw):
                     known[si * sh + u * dh, sj * sw + v * dw] = True
-        _partial_grid(ax_y, canvas, known, vmax=cmax, fmt=fmt, title="output (full; cropped part grey-edged)"
-                      if (ph or pw) else "output")  # fmt: skip
+        _partial_grid(
+            ax_y,
+            canvas,
+            known,
+            vmax=cmax,
+            fmt=fmt,
+            title="output (full; cropped part grey-edged)" if (ph or pw) else "output",
+        )
         for u in range(kh):
             for v in range(kw):
                 outline(ax_y, i * sh + u * dh, j * sw + v * dw, lw=2.0)
         if ph or pw:
             outline(ax_y, ph, pw, Hout, Wout, color=PALETTE["output"], lw=2.0, linestyle="--")
-        fig.suptitle(f"stamp {t + 1} of {H * W}: input pixel ({i}, {j}) adds its scaled kernel at "
-                     f"({i * sh}, {j * sw}); overlaps add up", fontsize=10)  # fmt: skip
+        fig.suptitle(
+            f"stamp {t + 1} of {H * W}: input pixel ({i}, {j}) adds its scaled kernel at "
+            f"({i * sh}, {j * sw}); overlaps add up",
+            fontsize=10,
+        )
         return []
 
     return _make(fig, draw, frames, values, "transposed convolution")
@@ -660,8 +753,12 @@ def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int
         for spine in ax_in.spines.values():
             spine.set_visible(False)
         ax_in.xaxis.tick_top()
-        ax_in.set_title(f"input {H}x{W} padded; outlined: the taps of window (0, 0)\n"
-                        f"dots: where each of the {Ho * Wo} windows starts", fontsize=8, pad=14)  # fmt: skip
+        ax_in.set_title(
+            f"input {H}x{W} padded; outlined: the taps of window (0, 0)\n"
+            f"dots: where each of the {Ho * Wo} windows starts",
+            fontsize=8,
+            pad=14,
+        )
         for r in range(Ho):
             for c in range(Wo):
                 ax_out.add_patch(Rectangle((c, r), 1, 1, facecolor=PALETTE["output"], edgecolor="white", lw=1.0))
@@ -675,10 +772,16 @@ def settings_explorer(size=7, kernel_size=3, settings=DEFAULT_SETTINGS, dpi: int
         ax_out.set_title(f"output {Ho}x{Wo}", fontsize=9, pad=14)
         for spine in ax_out.spines.values():
             spine.set_visible(False)
-        ax_out.set_xlabel(f"Ho = floor(({H} + 2*{ph} - {dh}*({kh}-1) - 1) / {sh}) + 1 = {Ho}\n"
-                          f"Wo = floor(({W} + 2*{pw} - {dw}*({kw}-1) - 1) / {sw}) + 1 = {Wo}", fontsize=8)
-        fig.suptitle(f"kernel {kh}x{kw}, stride {sh if sh == sw else (sh, sw)}, padding "
-                     f"{ph if ph == pw else (ph, pw)}, dilation {dh if dh == dw else (dh, dw)}", fontsize=10)  # fmt: skip
+        ax_out.set_xlabel(
+            f"Ho = floor(({H} + 2*{ph} - {dh}*({kh}-1) - 1) / {sh}) + 1 = {Ho}\n"
+            f"Wo = floor(({W} + 2*{pw} - {dw}*({kw}-1) - 1) / {sw}) + 1 = {Wo}",
+            fontsize=8,
+        )
+        fig.suptitle(
+            f"kernel {kh}x{kw}, stride {sh if sh == sw else (sh, sw)}, padding "
+            f"{ph if ph == pw else (ph, pw)}, dilation {dh if dh == dw else (dh, dw)}",
+            fontsize=10,
+        )
         return []
 
     anim = _make(fig, draw, frames, values, "stride / padding / dilation", interval=1500)
@@ -716,8 +819,9 @@ def _picture(xp: torch.Tensor, ph: int, pw: int) -> np.ndarray:
     return rgb
 
 
-def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 8,
-                dpi: int = DPI) -> Animation:  # fmt: skip
+def feature_map(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, max_frames: int = 8, dpi: int = DPI
+) -> Animation:
     """One filter over a whole (real) image as im2col and one matrix product, a band of output rows per frame.
 
     Left: the (padded) input as a picture (a 3-channel image with values in [0, 1] in colour, anything else as
@@ -735,7 +839,7 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
     max_frames = _check_max_frames(max_frames)
     O, C, kh, kw = a.weight.shape
     Ho, Wo = a.output_hw
-    (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
+    (sh, _), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
     xd = a.x.detach().double()
     cols = im2col(xd, (kh, kw), a.stride, a.padding, a.dilation)[0]  # C*kh*kw x L
     W_row = a.weight[out_channel].detach().double().reshape(1, -1)  # 1 x C*kh*kw
@@ -746,8 +850,15 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
     for i0 in range(0, Ho, per):
         i1 = min(Ho, i0 + per)
         l0, l1 = i0 * Wo, i1 * Wo
-        frames.append(dict(rows=(i0, i1), columns=(l0, l1), column=cols[:, l0].tolist(), value=float(y[l0]),
-                           outputs=y[l0:l1].reshape(i1 - i0, Wo).tolist()))  # fmt: skip
+        frames.append(
+            dict(
+                rows=(i0, i1),
+                columns=(l0, l1),
+                column=cols[:, l0].tolist(),
+                value=float(y[l0]),
+                outputs=y[l0:l1].reshape(i1 - i0, Wo).tolist(),
+            )
+        )
     values = y.reshape(Ho, Wo).to(a.x.dtype)
     xp = F.pad(xd[0], (pw, pw, ph, ph))
     Hp, Wp = xp.shape[1:]
@@ -755,25 +866,42 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
 
     fig = plt.figure(figsize=(min(max_fig_width, 7.8), 3.0), dpi=dpi)
-    gs = fig.add_gridspec(1, 6, width_ratios=[2.2, 0.22, 0.1, 3.0, 0.25, 2.2], wspace=0.04, left=0.02, right=0.98,
-                          top=0.8, bottom=0.14)  # fmt: skip
+    gs = fig.add_gridspec(
+        1, 6, width_ratios=[2.2, 0.22, 0.1, 3.0, 0.25, 2.2], wspace=0.04, left=0.02, right=0.98, top=0.8, bottom=0.14
+    )
     ax_in, ax_w, ax_cols, ax_out = (fig.add_subplot(gs[0, k]) for k in (0, 2, 3, 5))
     ax_in.imshow(_picture(xp, ph, pw), extent=(0, Wp, Hp, 0), interpolation="nearest")
     ax_in.set_xticks([])
     ax_in.set_yticks([])
-    ax_in.set_title(f"input {C}x{a.x.shape[2]}x{a.x.shape[3]}" + (f", padding {ph if ph == pw else (ph, pw)}"
-                    if ph or pw else ""), fontsize=8)  # fmt: skip
+    ax_in.set_title(
+        f"input {C}x{a.x.shape[2]}x{a.x.shape[3]}" + (f", padding {ph if ph == pw else (ph, pw)}" if ph or pw else ""),
+        fontsize=8,
+    )
     wmax = float(W_row.abs().max()) or 1.0
     wsigned = bool(W_row.min() < 0)
-    ax_w.imshow(W_row.T.numpy(), cmap=role_cmap("kernel", wsigned), vmin=-wmax if wsigned else 0, vmax=wmax,
-                aspect="auto", interpolation="nearest", extent=(0, 1, K, 0))  # fmt: skip
+    ax_w.imshow(
+        W_row.T.numpy(),
+        cmap=role_cmap("kernel", wsigned),
+        vmin=-wmax if wsigned else 0,
+        vmax=wmax,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0, 1, K, 0),
+    )
     ax_w.set_xticks([])
     ax_w.set_yticks([])
     ax_w.set_ylabel("W_row", fontsize=7, labelpad=1)
     cmax = float(cols.abs().max()) or 1.0
     csigned = bool(cols.min() < 0)
-    ax_cols.imshow(cols.numpy(), cmap=role_cmap("input", csigned), vmin=-cmax if csigned else 0, vmax=cmax,
-                   aspect="auto", interpolation="antialiased", extent=(0, L, K, 0))  # fmt: skip
+    ax_cols.imshow(
+        cols.numpy(),
+        cmap=role_cmap("input", csigned),
+        vmin=-cmax if csigned else 0,
+        vmax=cmax,
+        aspect="auto",
+        interpolation="antialiased",
+        extent=(0, L, K, 0),
+    )
     ax_cols.set_yticks([])
     ax_cols.tick_params(labelsize=6, length=2)
     ax_cols.set_xlabel("patch l = i*Wo + j", fontsize=7, labelpad=1)
@@ -805,8 +933,12 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
         out_image[0] = ax_out.imshow(rgba, extent=(0, Wo, Ho, 0), interpolation="nearest")
         dynamic.add(outline(ax_out, i0, 0, i1 - i0, Wo, lw=1.5))
         rows = f"row {i0}" if i1 - i0 == 1 else f"rows {i0}-{i1 - 1}"
-        fig.suptitle(f"output {rows} = W_row @ cols[:, {l0}:{l1}]" + (" + b" if a.bias is not None else "")
-                     + f": {l1 - l0} windows, one product", fontsize=10)  # fmt: skip
+        fig.suptitle(
+            f"output {rows} = W_row @ cols[:, {l0}:{l1}]"
+            + (" + b" if a.bias is not None else "")
+            + f": {l1 - l0} windows, one product",
+            fontsize=10,
+        )
         return []
 
     return _make(fig, draw, frames, values, "feature map", interval=700)
@@ -815,8 +947,9 @@ def feature_map(x, weight, bias=None, stride=1, padding=0, dilation=1, out_chann
 # ---------------------------------------------------------------- chapter 6: one offset per tap
 
 
-def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0,
-               dpi: int = 100) -> Animation:  # fmt: skip
+def tap_slices(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, out_channel: int = 0, dpi: int = 100
+) -> Animation:
     """The fast path's key idea, one frame per kernel tap (u, v): every output pixel q reads the flat input
     at ``q + offset(u, v)``, so the tap reads one contiguous slice, and the output accumulates tap by tap.
 
@@ -838,13 +971,17 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     a = _single_image_args(x, weight, bias, stride, padding, dilation, out_channel)
     O, C, kh, kw = a.weight.shape
     if a.stride != (1, 1):
-        raise ValueError(f"tap_slices draws the stride-1 fast path (a tap reads a contiguous slice only with "
-                         f"stride 1), got stride={stride}")  # fmt: skip
+        raise ValueError(
+            f"tap_slices draws the stride-1 fast path (a tap reads a contiguous slice only with "
+            f"stride 1), got stride={stride}"
+        )
     (ph, pw), (dh, dw) = a.padding, a.dilation
     if dw * (kw - 1) != 2 * pw:
-        raise ValueError(f"tap_slices draws layout='exact', which needs an output as wide as the input: "
-                         f"dilation * (kw - 1) == 2 * padding along the width, got kw={kw}, padding={pw}, "
-                         f"dilation={dw}")  # fmt: skip
+        raise ValueError(
+            f"tap_slices draws layout='exact', which needs an output as wide as the input: "
+            f"dilation * (kw - 1) == 2 * padding along the width, got kw={kw}, padding={pw}, "
+            f"dilation={dw}"
+        )
     H, W = a.x.shape[2:]
     Ho, Wo = a.output_hw
     L = Ho * Wo
@@ -877,25 +1014,48 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
                 wrapped.append((q, q_in))
         acc = acc + contribution
         reads = (q0 + off, q1 + off) if q1 > q0 else (0, 0)
-        frames.append(dict(t=t, u=u, v=v, offset=off, weight=w_t.tolist(), writes=(q0, q1), reads=reads,
-                           wrapped=sorted(wrapped), contribution=contribution.tolist(),
-                           partial=acc.reshape(Ho, Wo).tolist()))  # fmt: skip
+        frames.append(
+            dict(
+                t=t,
+                u=u,
+                v=v,
+                offset=off,
+                weight=w_t.tolist(),
+                writes=(q0, q1),
+                reads=reads,
+                wrapped=sorted(wrapped),
+                contribution=contribution.tolist(),
+                partial=acc.reshape(Ho, Wo).tolist(),
+            )
+        )
     values = acc.reshape(Ho, Wo).to(a.x.dtype)
 
     D = H * W
     offs = [f["offset"] for f in frames]
     lo, hi = min(0, min(offs)), max(D, L + max(offs))
-    fmt = _fmt(torch.cat([xf.flatten(), wd.flatten(), torch.tensor([f for fr in frames for f in fr["contribution"]]),
-                          acc]).numpy())  # fmt: skip
+    fmt = _fmt(
+        torch.cat(
+            [xf.flatten(), wd.flatten(), torch.tensor([f for fr in frames for f in fr["contribution"]]), acc]
+        ).numpy()
+    )
     xmax = float(xf.abs().max()) or 1.0
     cmax = max(max(abs(v) for v in f["contribution"]) for f in frames) or 1.0
     pmax = max(float(np.abs(np.asarray(f["partial"])).max()) for f in frames) or 1.0
     annot_flat = hi - lo <= 48
 
     fig = plt.figure(figsize=(min(max_fig_width, 7.8), 4.3), dpi=dpi)
-    gs = fig.add_gridspec(2, 3, height_ratios=[C + 2.6, max(H, Ho, kh if C == 1 else C)], width_ratios=[W, (kw if C == 1
-                          else kh * kw) + 1, Wo], hspace=0.35, wspace=0.3, left=0.15, right=0.98, top=0.84,
-                          bottom=0.05)  # fmt: skip
+    gs = fig.add_gridspec(
+        2,
+        3,
+        height_ratios=[C + 2.6, max(H, Ho, kh if C == 1 else C)],
+        width_ratios=[W, (kw if C == 1 else kh * kw) + 1, Wo],
+        hspace=0.35,
+        wspace=0.3,
+        left=0.15,
+        right=0.98,
+        top=0.84,
+        bottom=0.05,
+    )
     ax_f = fig.add_subplot(gs[0, :])
     ax_x, ax_k, ax_y = (fig.add_subplot(gs[1, k]) for k in range(3))
     # the flat input: C rows at y = 0..C, columns = flat index
@@ -907,9 +1067,11 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     ax_f.set_xlim(lo - 0.2, hi + 0.2)
     ax_f.set_ylim(C + 2.6, -0.2)
     ax_f.set_aspect("auto")
-    ax_f.set_yticks([c + 0.5 for c in range(C)] + [C + 1.5],
-                    labels=[("x.flatten()" if C == 1 else f"x[{c}].flatten()") for c in range(C)]
-                    + ["tap's products\nw * x.flat[q + offset]"])  # fmt: skip
+    ax_f.set_yticks(
+        [c + 0.5 for c in range(C)] + [C + 1.5],
+        labels=[("x.flatten()" if C == 1 else f"x[{c}].flatten()") for c in range(C)]
+        + ["tap's products\nw * x.flat[q + offset]"],
+    )
     ax_f.tick_params(axis="y", labelsize=7, length=0)
     ticks = [i for i in range(0, D, max(1, D // 20))]
     ax_f.xaxis.tick_top()
@@ -922,17 +1084,37 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
     if annot_flat:
         for c in range(C):
             for i in range(D):
-                ax_f.text(i + 0.5, c + 0.5, format(float(xf[c, i]), fmt), ha="center", va="center", fontsize=6,
-                          color="white" if abs(xnorm(float(xf[c, i]))) > 0.6 else "black")  # fmt: skip
+                ax_f.text(
+                    i + 0.5,
+                    c + 0.5,
+                    format(float(xf[c, i]), fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if abs(xnorm(float(xf[c, i]))) > 0.6 else "black",
+                )
     ax_x_grid = xd[0] if C == 1 else xd.mean(0)
-    show_grid(ax_x_grid, ax=ax_x, fmt=fmt if C == 1 else _fmt(ax_x_grid.numpy()), vmax=xmax, axis_labels=False,
-              annot=D <= 64, title="input x" if C == 1 else "input (channel mean)")  # fmt: skip
+    show_grid(
+        ax_x_grid,
+        ax=ax_x,
+        fmt=fmt if C == 1 else _fmt(ax_x_grid.numpy()),
+        vmax=xmax,
+        axis_labels=False,
+        annot=D <= 64,
+        title="input x" if C == 1 else "input (channel mean)",
+    )
     for lab in ax_x.get_xticklabels() + ax_x.get_yticklabels():
         lab.set_fontsize(6)
     ax_x.title.set_fontsize(9)
     kgrid = wd[0] if C == 1 else wd.reshape(C, kh * kw)
-    show_grid(kgrid, ax=ax_k, role="kernel", fmt=fmt, axis_labels=False,
-              title=f"W[{out_channel}, 0]" if C == 1 else f"W[{out_channel}]: C x (kh*kw)")  # fmt: skip
+    show_grid(
+        kgrid,
+        ax=ax_k,
+        role="kernel",
+        fmt=fmt,
+        axis_labels=False,
+        title=f"W[{out_channel}, 0]" if C == 1 else f"W[{out_channel}]: C x (kh*kw)",
+    )
     for lab in ax_k.get_xticklabels() + ax_k.get_yticklabels():
         lab.set_fontsize(6)
     ax_k.title.set_fontsize(9)
@@ -955,17 +1137,22 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
             contrib = np.asarray(f["contribution"])
             for q in range(q0, q1):
                 colour = (1.0, 1.0, 1.0, 1.0) if q in bad else ccmap(cnorm(contrib[q]))
-                dynamic.add(ax_f.add_patch(Rectangle((q + off, C + 1), 1, 1, facecolor=colour, edgecolor="#CCCCCC",
-                                                     lw=0.5)))  # fmt: skip
+                dynamic.add(
+                    ax_f.add_patch(Rectangle((q + off, C + 1), 1, 1, facecolor=colour, edgecolor="#CCCCCC", lw=0.5))
+                )
                 if q in bad:
                     dynamic.add(cross(ax_f, q + off, C + 1), *[cross(ax_f, q + off, c) for c in range(C)])
                 elif annot_flat:
-                    dynamic.add(ax_f.text(q + off + 0.5, C + 1.5, format(contrib[q], fmt), ha="center", va="center",
-                                          fontsize=6))  # fmt: skip
+                    dynamic.add(
+                        ax_f.text(q + off + 0.5, C + 1.5, format(contrib[q], fmt), ha="center", va="center", fontsize=6)
+                    )
             dynamic.add(outline(ax_f, C + 1, q0 + off, 1, q1 - q0, lw=1.2, color=PALETTE["output"]))
             for q in range(q0, q1, W):  # output row starts, labelled by their output index q
-                dynamic.add(ax_f.text(q + off + 0.05, C + 2.1, f"q={q}", ha="left", va="top", fontsize=6,
-                                      color=PALETTE["output"]))  # fmt: skip
+                dynamic.add(
+                    ax_f.text(
+                        q + off + 0.05, C + 2.1, f"q={q}", ha="left", va="top", fontsize=6, color=PALETTE["output"]
+                    )
+                )
             for s in range(s0, s1):
                 r_, c_ = divmod(s, W)
                 dynamic.add(outline(ax_x, r_, c_, lw=1.5))
@@ -978,18 +1165,26 @@ def tap_slices(x, weight, bias=None, stride=1, padding=0, dilation=1, out_channe
             known.flat[a0:a1] = True
         if a.bias is not None:
             known[:] = True
-        _partial_grid(ax_y, np.asarray(f["partial"]), known, vmax=pmax, fmt=fmt,
-                      title=f"output after {t + 1} of {kh * kw} taps")  # fmt: skip
+        _partial_grid(
+            ax_y, np.asarray(f["partial"]), known, vmax=pmax, fmt=fmt, title=f"output after {t + 1} of {kh * kw} taps"
+        )
         for q in range(q0, q1):
             i, j = divmod(q, Wo)
             outline(ax_y, i, j, lw=1.2)
         ax_y.title.set_fontsize(9)
         nw = len(f["wrapped"])
         w_txt = format(f["weight"][0], fmt) if C == 1 else f"W[{out_channel}, :, {u}, {v}]"
-        what = (f"reads x.flat[{s0}:{s1}] for outputs {q0}..{q1 - 1}" if q1 > q0 else "reads only padding")
-        fig.suptitle(f"tap ({u}, {v}), weight {w_txt}: offset ({u * dh} - {ph})*{W} + ({v * dw} - {pw}) = {off}; "
-                     f"{what}" + (f"\n{nw} value{'s' if nw > 1 else ''} read across a row edge (crossed): "
-                                  "subtracted afterwards" if nw else "\nno row edge crossed"), fontsize=9)  # fmt: skip
+        what = f"reads x.flat[{s0}:{s1}] for outputs {q0}..{q1 - 1}" if q1 > q0 else "reads only padding"
+        fig.suptitle(
+            f"tap ({u}, {v}), weight {w_txt}: offset ({u * dh} - {ph})*{W} + ({v * dw} - {pw}) = {off}; "
+            f"{what}"
+            + (
+                f"\n{nw} value{'s' if nw > 1 else ''} read across a row edge (crossed): subtracted afterwards"
+                if nw
+                else "\nno row edge crossed"
+            ),
+            fontsize=9,
+        )
         return []
 
     return _make(fig, draw, frames, values, "one offset per tap", interval=1200)

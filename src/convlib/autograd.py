@@ -71,8 +71,9 @@ class Conv2dFunction(torch.autograd.Function):
             y = y + bias.view(1, O, 1, 1)
 
         ctx.save_for_backward(x4, weight)
-        ctx.conf = dict(pad=pad, stride=a.stride, dilation=a.dilation, groups=g, unbatched=a.unbatched,
-                        has_bias=bias is not None)  # fmt: skip
+        ctx.conf = dict(
+            pad=pad, stride=a.stride, dilation=a.dilation, groups=g, unbatched=a.unbatched, has_bias=bias is not None
+        )
         return y[0] if a.unbatched else y
 
     @staticmethod
@@ -92,8 +93,9 @@ class Conv2dFunction(torch.autograd.Function):
 
         if ctx.needs_input_grad[0]:  # dL/dx = col2im(W_row^T @ dL/dY): a transposed convolution
             grad_cols = torch.matmul(W_row.transpose(1, 2), dY)  # N x g x Cg*kh*kw x L
-            grad_xp = col2im(grad_cols.reshape(N, g * Cg * kh * kw, Ho * Wo), (Hp, Wp), (kh, kw), c["stride"], 0,
-                             c["dilation"])  # fmt: skip
+            grad_xp = col2im(
+                grad_cols.reshape(N, g * Cg * kh * kw, Ho * Wo), (Hp, Wp), (kh, kw), c["stride"], 0, c["dilation"]
+            )
             grad_x = grad_xp[:, :, top : Hp - bottom, left : Wp - right]
             if c["unbatched"]:
                 grad_x = grad_x[0]
@@ -117,8 +119,20 @@ class Conv2d(nn.Module):
     pad with ``F.pad`` first, as ``nn.Conv2d`` does.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", device=None, dtype=None):  # fmt: skip
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not _is_int(value):

@@ -33,7 +33,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -161,12 +161,25 @@ def describe_plan(layer: Layer, **options) -> str:
     """What ``convlib.conv2d`` does for a layer, in words: formulation, layout, blocks."""
     from . import fast
 
-    plan = fast.conv2d_plan(layer.N, layer.C, layer.H, layer.H, layer.O, layer.k, layer.k, (layer.stride,) * 2,
-                            (layer.padding,) * 2, (1, 1), layer.groups, **options)
+    plan = fast.conv2d_plan(
+        layer.N,
+        layer.C,
+        layer.H,
+        layer.H,
+        layer.O,
+        layer.k,
+        layer.k,
+        (layer.stride,) * 2,
+        (layer.padding,) * 2,
+        (1, 1),
+        layer.groups,
+        **options,
+    )
     if plan.mode == "gemm1x1":
         return "gemm1x1: one product per image"
     n = len(plan.blocks)
     return f"{plan.mode}, {plan.layout}, {n} block{'s' if n > 1 else ''}"
+
 
 # the quick version (chapter 6 runs it inline): small layers, few repeats
 QUICK_SUITE = [0, 4, 7]
@@ -257,8 +270,20 @@ def fast_workspace_bytes(layer: Layer, itemsize: int = 4) -> int:
     """The bytes ``convlib.conv2d`` keeps for this layer: canvas, block buffers, patch block, weights."""
     from . import fast
 
-    plan = fast.conv2d_plan(layer.N, layer.C, layer.H, layer.H, layer.O, layer.k, layer.k, (layer.stride,) * 2,
-                            (layer.padding,) * 2, (1, 1), layer.groups, itemsize=itemsize)
+    plan = fast.conv2d_plan(
+        layer.N,
+        layer.C,
+        layer.H,
+        layer.H,
+        layer.O,
+        layer.k,
+        layer.k,
+        (layer.stride,) * 2,
+        (layer.padding,) * 2,
+        (1, 1),
+        layer.groups,
+        itemsize=itemsize,
+    )
     if plan.mode == "gemm1x1":
         return 0
     dtype = {4: torch.float32, 8: torch.float64}[itemsize]
@@ -310,7 +335,7 @@ def _lib_versions() -> dict:
 def machine_info(device="cpu") -> dict:
     """What the numbers were measured on: CPU, caches, cores, libraries, threads, load."""
     info = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
         "caches": _caches(),
@@ -431,14 +456,32 @@ def _time_layer(layer: Layer, repeat: int, naive_repeat: int, device, methods=No
             fns[name] = (lambda f: lambda: f(x, w, b, **kw))(fns_all[name])
         rows.append({"method": name, "skipped": reason})
     times = time_interleaved(fns, repeat, warmup=2, device=device)
-    if "naive loops" in (methods or METHODS) and skip_reason("naive loops", layer) is None and "cuda" not in str(device):
-        times.update(time_interleaved({"naive loops": lambda: fns_all["naive loops"](x, w, b, **kw)},
-                                      naive_repeat, warmup=0, device=device))
+    if (
+        "naive loops" in (methods or METHODS)
+        and skip_reason("naive loops", layer) is None
+        and "cuda" not in str(device)
+    ):
+        times.update(
+            time_interleaved(
+                {"naive loops": lambda: fns_all["naive loops"](x, w, b, **kw)}, naive_repeat, warmup=0, device=device
+            )
+        )
     for row in rows:
         t = times.get(row["method"])
-        row.update(layer=layer.name, N=layer.N, C=layer.C, H=layer.H, O=layer.O, k=layer.k, padding=layer.padding,
-                   stride=layer.stride, groups=layer.groups, flops=layer.flops, intensity=layer.intensity,
-                   bytes=method_bytes(row["method"], layer))
+        row.update(
+            layer=layer.name,
+            N=layer.N,
+            C=layer.C,
+            H=layer.H,
+            O=layer.O,
+            k=layer.k,
+            padding=layer.padding,
+            stride=layer.stride,
+            groups=layer.groups,
+            flops=layer.flops,
+            intensity=layer.intensity,
+            bytes=method_bytes(row["method"], layer),
+        )
         if t:
             row["median_s"] = statistics.median(t["wall"])
             row["cpu_median_s"] = statistics.median(t["cpu"])
@@ -460,17 +503,29 @@ def _ablation(repeat) -> list[dict]:
     for index in dict.fromkeys(i for i, _ in ABLATION):
         layer = SUITE[index]
         x, w, b, kw = layer.tensors()
-        variants = [(("default: " if not opts else "") + describe_plan(layer, **opts), opts)
-                    for i, opts in ABLATION if i == index]
-        fns = {"F.conv2d": lambda: F.conv2d(x, w, b, **kw)}
+        variants = [
+            (("default: " if not opts else "") + describe_plan(layer, **opts), opts)
+            for i, opts in ABLATION
+            if i == index
+        ]
+        fns = {"F.conv2d": lambda x=x, w=w, b=b, kw=kw: F.conv2d(x, w, b, **kw)}
         for label, opts in variants:
-            fns[label] = (lambda o: lambda: fast.conv2d(x, w, b, **kw, **o))(opts)
+            fns[label] = lambda x=x, w=w, b=b, kw=kw, o=opts: fast.conv2d(x, w, b, **kw, **o)
         times = time_interleaved(fns, repeat, warmup=2)
         ref = statistics.median(times["F.conv2d"]["wall"])
         for label, opts in variants:
             med = statistics.median(times[label]["wall"])
-            rows.append({"layer": layer.name, "index": index, "variant": label, "options": json.dumps(opts),
-                         "median_s": med, "ratio_to_F": med / ref, "gflops": layer.flops / med / 1e9})
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "index": index,
+                    "variant": label,
+                    "options": json.dumps(opts),
+                    "median_s": med,
+                    "ratio_to_F": med / ref,
+                    "gflops": layer.flops / med / 1e9,
+                }
+            )
     return rows
 
 
@@ -480,24 +535,40 @@ def _conv_matrix_rows(sizes, repeat, progress):
     rows = []
     for H in sizes:
         w = torch.randn(3, 3, 3, 3, generator=torch.Generator().manual_seed(0))
-        t = time_interleaved({"sparse": lambda: convlib.conv_matrix(w, (3, H, H), padding=1)}, repeat, warmup=1)
+        t = time_interleaved(
+            {"sparse": lambda w=w, H=H: convlib.conv_matrix(w, (3, H, H), padding=1)}, repeat, warmup=1
+        )
         M = convlib.conv_matrix(w, (3, H, H), padding=1)
-        sparse_bytes = (M.values().numel() * M.values().element_size() + M.col_indices().numel()
-                        * M.col_indices().element_size() + M.crow_indices().numel() * M.crow_indices().element_size())
-        tl = time_interleaved({"loops": lambda: convlib.conv_matrix_loops(w, (3, H, H), padding=1)},
-                              max(1, repeat // 3), warmup=0)
+        sparse_bytes = (
+            M.values().numel() * M.values().element_size()
+            + M.col_indices().numel() * M.col_indices().element_size()
+            + M.crow_indices().numel() * M.crow_indices().element_size()
+        )
+        tl = time_interleaved(
+            {"loops": lambda w=w, H=H: convlib.conv_matrix_loops(w, (3, H, H), padding=1)},
+            max(1, repeat // 3),
+            warmup=0,
+        )
         D = convlib.conv_matrix_loops(w, (3, H, H), padding=1)
         assert torch.equal(M.to_dense(), D)  # the same matrix
-        rows.append({"H": H, "shape": list(D.shape), "nnz": M.values().numel(),
-                     "sparse_build_s": statistics.median(t["sparse"]["wall"]), "sparse_bytes": sparse_bytes,
-                     "loops_build_s": statistics.median(tl["loops"]["wall"]),
-                     "dense_bytes": D.numel() * D.element_size()})
+        rows.append(
+            {
+                "H": H,
+                "shape": list(D.shape),
+                "nnz": M.values().numel(),
+                "sparse_build_s": statistics.median(t["sparse"]["wall"]),
+                "sparse_bytes": sparse_bytes,
+                "loops_build_s": statistics.median(tl["loops"]["wall"]),
+                "dense_bytes": D.numel() * D.element_size(),
+            }
+        )
         progress(1)
     return rows
 
 
-def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device="cpu", progress: bool = True,
-        methods=None) -> dict:
+def run(
+    quick: bool = False, repeat: int | None = None, threads: int = 1, device="cpu", progress: bool = True, methods=None
+) -> dict:
     """Run the benchmark and return everything as a dict (see the module docstring)."""
     torch.set_num_threads(threads)
     repeat = repeat or (5 if quick else 41)
@@ -516,17 +587,20 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     bw = copy_bandwidth(16 if quick else 64, repeat=3 if quick else 7, device=device)
     bar.update(1)
     suite_rows = []
-    for i, layer in enumerate(suite):
+    for layer in suite:
         bar.set_description(f"suite {layer.name}")
-        suite_rows += [dict(r, index=SUITE.index(layer)) for r in _time_layer(layer, repeat, naive_repeat, device,
-                                                                              methods)]
+        suite_rows += [
+            dict(r, index=SUITE.index(layer)) for r in _time_layer(layer, repeat, naive_repeat, device, methods)
+        ]
         bar.update(1)
     sweep_rows = []
     for sweep, layers in sweeps.items():
         for layer in layers:
             bar.set_description(f"sweep {sweep} {layer.name}")
-            sweep_rows += [dict(r, sweep=sweep, x=getattr(layer, SWEEP_X[sweep].split()[0]))
-                           for r in _time_layer(layer, max(3, repeat // 2), naive_repeat, device, methods)]
+            sweep_rows += [
+                dict(r, sweep=sweep, x=getattr(layer, SWEEP_X[sweep].split()[0]))
+                for r in _time_layer(layer, max(3, repeat // 2), naive_repeat, device, methods)
+            ]
             bar.update(1)
     abl_rows = []
     if not quick:
@@ -545,10 +619,19 @@ def run(quick: bool = False, repeat: int | None = None, threads: int = 1, device
     except OSError:
         pass
     info["duration_s"] = time.perf_counter() - t_start
-    results = {"machine": info, "quick": quick, "repeat": repeat, "sgemm_gflops": gemm,
-               "sgemm_gflops_start": gemm_start, "sgemm_gflops_end": gemm_end,
-               "copy_gbs": bw, "suite": suite_rows, "sweeps": sweep_rows, "ablation": abl_rows,
-               "conv_matrix": cm_rows}
+    results = {
+        "machine": info,
+        "quick": quick,
+        "repeat": repeat,
+        "sgemm_gflops": gemm,
+        "sgemm_gflops_start": gemm_start,
+        "sgemm_gflops_end": gemm_end,
+        "copy_gbs": bw,
+        "suite": suite_rows,
+        "sweeps": sweep_rows,
+        "ablation": abl_rows,
+        "conv_matrix": cm_rows,
+    }
     results["summary"] = summarize(results)
     return results
 
@@ -570,8 +653,11 @@ def summarize(results: dict) -> dict:
     for sweep in dict.fromkeys(r["sweep"] for r in results["sweeps"]):
         slopes[sweep] = {}
         for m in METHODS:
-            pts = [(r["x"], r["median_s"]) for r in results["sweeps"] if r["sweep"] == sweep and r["method"] == m
-                   and "median_s" in r]
+            pts = [
+                (r["x"], r["median_s"])
+                for r in results["sweeps"]
+                if r["sweep"] == sweep and r["method"] == m and "median_s" in r
+            ]
             if len(pts) >= 3:
                 slopes[sweep][m] = loglog_slope(*zip(*pts))
         pts = [(r["x"], r["flops"]) for r in results["sweeps"] if r["sweep"] == sweep and r["method"] == "F.conv2d"]
@@ -625,8 +711,7 @@ def write_results(results: dict, out: Path) -> list[Path]:
 def _machine_line(results: dict) -> str:
     m = results["machine"]
     load = m.get("loadavg_start", [float("nan")])[0]
-    return (f"{m['cpu']}, {m['torch_threads']} thread(s), torch {m['torch']}, {m['date_utc']}, "
-            f"load {load:.2f}")
+    return f"{m['cpu']}, {m['torch_threads']} thread(s), torch {m['torch']}, {m['date_utc']}, load {load:.2f}"
 
 
 def draw_figures(results: dict, out: Path | None = None, show: bool = False, which=None) -> dict:
@@ -636,11 +721,19 @@ def draw_figures(results: dict, out: Path | None = None, show: bool = False, whi
     """
     import matplotlib.pyplot as plt
 
-    makers = {"suite_gflops": _fig_suite, "roofline": _fig_roofline, "sweeps": _fig_sweeps, "memory": _fig_memory,
-              "conv_matrix": _fig_conv_matrix}
+    makers = {
+        "suite_gflops": _fig_suite,
+        "roofline": _fig_roofline,
+        "sweeps": _fig_sweeps,
+        "memory": _fig_memory,
+        "conv_matrix": _fig_conv_matrix,
+    }
     has = {"sweeps": bool(results["sweeps"]), "conv_matrix": bool(results["conv_matrix"])}
-    figs = {name: make(results, plt) for name, make in makers.items()
-            if (which is None or name in which) and has.get(name, True)}
+    figs = {
+        name: make(results, plt)
+        for name, make in makers.items()
+        if (which is None or name in which) and has.get(name, True)
+    }
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         for name, fig in figs.items():
@@ -657,8 +750,9 @@ def _layers(results):
 
 def _fig_suite(results, plt):
     layers = _layers(results)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 0.6 * len(layers) + 2.2), sharey=True,
-                                  gridspec_kw={"width_ratios": [3, 1.2]})
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(8, 0.6 * len(layers) + 2.2), sharey=True, gridspec_kw={"width_ratios": [3, 1.2]}
+    )
     rows = results["suite"]
     n = len(METHODS)
     height = 0.8 / n
@@ -667,8 +761,13 @@ def _fig_suite(results, plt):
         for i, layer in enumerate(layers):
             r = next((r for r in rows if r["layer"] == layer and r["method"] == m), None)
             if r and "gflops" in r:
-                ax.barh(i + (j - n / 2 + 0.5) * height, r["gflops"], height, color=METHOD_COLORS[m],
-                        label=m if first else None)
+                ax.barh(
+                    i + (j - n / 2 + 0.5) * height,
+                    r["gflops"],
+                    height,
+                    color=METHOD_COLORS[m],
+                    label=m if first else None,
+                )
                 first = False
     ax.axvline(results["sgemm_gflops"], color="black", ls="--", lw=1)
     ax.text(results["sgemm_gflops"], -0.6, "sgemm", va="bottom", ha="right", fontsize=8)
@@ -726,8 +825,11 @@ def _fig_sweeps(results, plt):
     slopes = results["summary"]["slopes"]
     for ax, sweep in zip(axes[0], sweeps):
         for m in METHODS:
-            pts = [(r["x"], r["median_s"]) for r in results["sweeps"] if r["sweep"] == sweep and r["method"] == m
-                   and "median_s" in r]
+            pts = [
+                (r["x"], r["median_s"])
+                for r in results["sweeps"]
+                if r["sweep"] == sweep and r["method"] == m and "median_s" in r
+            ]
             if pts:
                 ax.plot(*zip(*pts), "o-", ms=3, lw=1.2, color=METHOD_COLORS[m], label=m)
         ax.set_xscale("log", base=2)
@@ -752,8 +854,15 @@ def _fig_memory(results, plt):
             r = next((r for r in results["suite"] if r["layer"] == layer and r["method"] == m), None)
             if r and r.get("bytes"):
                 hatch = "//" if r.get("skipped") else None
-                ax.barh(i + (j - n / 2 + 0.5) * height, r["bytes"] / 2**20, height, color=METHOD_COLORS[m],
-                        hatch=hatch, label=m if i == 0 else None, alpha=0.5 if hatch else 1.0)
+                ax.barh(
+                    i + (j - n / 2 + 0.5) * height,
+                    r["bytes"] / 2**20,
+                    height,
+                    color=METHOD_COLORS[m],
+                    hatch=hatch,
+                    label=m if i == 0 else None,
+                    alpha=0.5 if hatch else 1.0,
+                )
     ax.set_xscale("log")
     ax.set_yticks(range(len(layers)), layers, fontsize=8)
     ax.invert_yaxis()
@@ -768,13 +877,24 @@ def _fig_conv_matrix(results, plt):
     rows = results["conv_matrix"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
     H = [r["H"] for r in rows]
-    a1.plot(H, [r["loops_build_s"] for r in rows], "o-", color=METHOD_COLORS["naive loops"],
-            label="dense, Python loops (widely shared)")
-    a1.plot(H, [r["sparse_build_s"] for r in rows], "o-", color=METHOD_COLORS["Toeplitz (sparse)"],
-            label="conv_matrix (sparse CSR)")
+    a1.plot(
+        H,
+        [r["loops_build_s"] for r in rows],
+        "o-",
+        color=METHOD_COLORS["naive loops"],
+        label="dense, Python loops (widely shared)",
+    )
+    a1.plot(
+        H,
+        [r["sparse_build_s"] for r in rows],
+        "o-",
+        color=METHOD_COLORS["Toeplitz (sparse)"],
+        label="conv_matrix (sparse CSR)",
+    )
     a2.plot(H, [r["dense_bytes"] / 2**20 for r in rows], "o-", color=METHOD_COLORS["naive loops"], label="dense")
-    a2.plot(H, [r["sparse_bytes"] / 2**20 for r in rows], "o-", color=METHOD_COLORS["Toeplitz (sparse)"],
-            label="sparse CSR")
+    a2.plot(
+        H, [r["sparse_bytes"] / 2**20 for r in rows], "o-", color=METHOD_COLORS["Toeplitz (sparse)"], label="sparse CSR"
+    )
     for ax, lab in ((a1, "build time (s)"), (a2, "MiB")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -793,21 +913,30 @@ def _fig_conv_matrix(results, plt):
 def format_table(results: dict) -> str:
     """The suite as a text table: median ms per method, and convlib.conv2d / F.conv2d."""
     layers = _layers(results)
-    short = {"naive loops": "naive", "im2col (NCHW)": "im2col", "shifted": "shifted", "Toeplitz (sparse)": "Toeplitz",
-             "convlib.conv2d": "conv2d", "F.conv2d": "F.conv2d"}
+    short = {
+        "naive loops": "naive",
+        "im2col (NCHW)": "im2col",
+        "shifted": "shifted",
+        "Toeplitz (sparse)": "Toeplitz",
+        "convlib.conv2d": "conv2d",
+        "F.conv2d": "F.conv2d",
+    }
     head = f"{'layer':34s}" + "".join(f"{short[m]:>10s}" for m in METHODS) + f"{'ratio':>8s}{'%sgemm':>8s}"
     lines = [head, "-" * len(head)]
     for layer in layers:
         rows = {r["method"]: r for r in results["suite"] if r["layer"] == layer}
-        cells = "".join(f"{rows[m]['median_s'] * 1e3:10.2f}" if "median_s" in rows[m] else f"{'-':>10s}"
-                        for m in METHODS)
+        cells = "".join(
+            f"{rows[m]['median_s'] * 1e3:10.2f}" if "median_s" in rows[m] else f"{'-':>10s}" for m in METHODS
+        )
         fast_row = rows["convlib.conv2d"]
         frac = fast_row["gflops"] / results["sgemm_gflops"]
         lines.append(f"{layer:34s}{cells}{fast_row['ratio_to_F']:8.2f}{100 * frac:7.0f}%")
     s = results["summary"]
-    lines.append(f"geometric mean of convlib.conv2d / F.conv2d: {s['geomean_ratio']:.3f}; "
-                 f"worst {s['worst_ratio']:.2f}; sgemm {results['sgemm_gflops']:.0f} GFLOP/s "
-                 f"(start {results['sgemm_gflops_start']:.0f}, end {results['sgemm_gflops_end']:.0f})")
+    lines.append(
+        f"geometric mean of convlib.conv2d / F.conv2d: {s['geomean_ratio']:.3f}; "
+        f"worst {s['worst_ratio']:.2f}; sgemm {results['sgemm_gflops']:.0f} GFLOP/s "
+        f"(start {results['sgemm_gflops_start']:.0f}, end {results['sgemm_gflops_end']:.0f})"
+    )
     return "\n".join(lines)
 
 

@@ -33,8 +33,17 @@ __all__ = [
 ]
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 # The normalisation of PyTorch's CIFAR-10 tutorial: maps [0, 1] to [-1, 1].
 CIFAR10_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -131,7 +140,8 @@ def cifar10(train: bool = False, transform="default", root=None):
         ds = datasets.ImageFolder(str(src.root / _JPEG_DIR / "test"), transform=transform)
         if tuple(ds.classes) != CIFAR10_CLASSES:
             raise ValueError(
-                f"{src.root / _JPEG_DIR / 'test'} has class folders {ds.classes}, expected CIFAR-10's {list(CIFAR10_CLASSES)}"
+                f"{src.root / _JPEG_DIR / 'test'} has class folders {ds.classes}, "
+                f"expected CIFAR-10's {list(CIFAR10_CLASSES)}"
             )
     ds.source = src
     return ds

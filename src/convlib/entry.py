@@ -99,12 +99,15 @@ def _check_index(index, shape) -> tuple[int, ...]:
     if not isinstance(index, (tuple, list)) or not all(_is_int(k) for k in index):
         raise TypeError(f"index must be a tuple of ints {names}, got {index!r}")
     if len(index) != len(shape):
-        raise ValueError(f"index must have {len(shape)} entries {names} for an output of shape {tuple(shape)}, "
-                         f"got {index!r}")  # fmt: skip
+        raise ValueError(
+            f"index must have {len(shape)} entries {names} for an output of shape {tuple(shape)}, got {index!r}"
+        )
     for name, k, size in zip(names.strip("()").split(", "), index, shape):
         if not 0 <= k < size:
-            raise ValueError(f"index {name}={k} is out of range for an output of shape {tuple(shape)} "
-                             f"({name} must be in 0..{size - 1})")  # fmt: skip
+            raise ValueError(
+                f"index {name}={k} is out of range for an output of shape {tuple(shape)} "
+                f"({name} must be in 0..{size - 1})"
+            )
     return tuple(int(k) for k in index)
 
 
@@ -140,6 +143,16 @@ def entry_products(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     b = a.bias[o] if a.bias is not None else None
     value = channel_sums.sum() + (b if b is not None else 0)
     return EntryProducts(
-        (n, o, i, j), channels, rows, cols, (top, left), (H0, W0), window.detach(), w.detach(), products.detach(),
-        channel_sums.detach(), None if b is None else b.detach(), value.detach(),
-    )  # fmt: skip
+        (n, o, i, j),
+        channels,
+        rows,
+        cols,
+        (top, left),
+        (H0, W0),
+        window.detach(),
+        w.detach(),
+        products.detach(),
+        channel_sums.detach(),
+        None if b is None else b.detach(),
+        value.detach(),
+    )

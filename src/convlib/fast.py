@@ -162,8 +162,23 @@ def default_layout(mode, C, W, kw, stride, padding, dilation, groups) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def conv2d_plan(N, C, H, W, O, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-                mode=None, layout=None, block_bytes=None, itemsize=4) -> Plan:
+def conv2d_plan(
+    N,
+    C,
+    H,
+    W,
+    O,
+    kh,
+    kw,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    mode=None,
+    layout=None,
+    block_bytes=None,
+    itemsize=4,
+) -> Plan:
     """The plan ``conv2d`` follows for one shape (plain ints and pairs; ``mode``/``layout`` force a choice)."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     Eh, Ew = dh * (kh - 1), dw * (kw - 1)  # reach of the dilated kernel
@@ -221,8 +236,28 @@ def conv2d_plan(N, C, H, W, O, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(
     if mode == "tap" and groups > 1:  # grouped products are batched over the groups: one image per block
         cols_per_block = min(cols_per_block, (Ho - 1) * Wc + Wo)
     blocks = _blocks(N, Ho, Wc, Wo, cols_per_block)
-    return Plan(mode, layout, N, C, H, W, O, groups, kh, kw, stride, padding, dilation, Ho, Wo, Wc, Hr, taps, blocks,
-                tuple(corrections))
+    return Plan(
+        mode,
+        layout,
+        N,
+        C,
+        H,
+        W,
+        O,
+        groups,
+        kh,
+        kw,
+        stride,
+        padding,
+        dilation,
+        Ho,
+        Wo,
+        Wc,
+        Hr,
+        taps,
+        blocks,
+        tuple(corrections),
+    )
 
 
 def _phase_copies(plan: Plan):
@@ -284,8 +319,11 @@ class _Workspace:
         if not self.exact and not p.zero_copy:
             self.canvas = zeros(N, p.phases, C, p.canvas_len)
             grid = self.canvas.view(N, p.phases, C, p.Hr, p.Wc)
-            self.fills = [(grid[:, ph, :, r0 : r0 + ny, c0 : c0 + nx], y0, x0)
-                          for ph, y0, x0, r0, c0, ny, nx in _phase_copies(p) if ny and nx]
+            self.fills = [
+                (grid[:, ph, :, r0 : r0 + ny, c0 : c0 + nx], y0, x0)
+                for ph, y0, x0, r0, c0, ny, nx in _phase_copies(p)
+                if ny and nx
+            ]
         if not self.direct:
             self.store = zeros(biggest * O)
         if p.mode == "tap":
@@ -296,7 +334,7 @@ class _Workspace:
             self.cols = zeros(biggest * C * T)
         # per block: (n0, m, i0, Q, taps, covered) with taps = ((t, qa, qb), ...): tap t adds to columns qa:qb
         self.blocks = []
-        for (n0, n1, i0, i1), (m, Q) in zip(p.blocks, sizes):
+        for (n0, _, i0, i1), (m, Q) in zip(p.blocks, sizes):
             taps = []
             for t, (src, off, r0, r1) in enumerate(p.taps):
                 a, b = max(r0, i0), min(r1, i1)
@@ -310,7 +348,9 @@ class _Workspace:
                     if dj > 0 and b + di == p.H:
                         qb -= dj
                 taps.append((t, qa, qb))
-            full = [k for k, (t, qa, qb) in enumerate(taps) if (qa, qb) == (0, Q) and (not self.exact or p.taps[t][0] == 0)]
+            full = [
+                k for k, (t, qa, qb) in enumerate(taps) if (qa, qb) == (0, Q) and (not self.exact or p.taps[t][0] == 0)
+            ]
             if full:  # a tap that writes the whole block goes first: it initialises the block
                 taps.insert(0, taps.pop(full[0]))
             # 'full' writes the whole block in one product (zero patch rows where a tap reads padding)
@@ -332,16 +372,19 @@ class _Workspace:
         L = p.H * p.W if self.exact else p.canvas_len
         image = p.phases * C * L
         out = []
-        for n0, m, i0, Q, taps, _, rows in self.blocks:
+        for n0, m, i0, _, taps, _, rows in self.blocks:
             specs = []
             if self.patches:  # the block of the patch matrix: (c, u, v) rows, (i, j) columns
                 (dh, dw) = p.dilation
                 if p.phases == 1:  # all taps in one strided view
-                    specs.append(((m, C, p.kh, p.kw, rows, p.Wo), (image, L, dh * p.Wc, dw, p.Wc, 1),
-                                  n0 * image + i0 * p.Wc))
+                    specs.append(
+                        ((m, C, p.kh, p.kw, rows, p.Wo), (image, L, dh * p.Wc, dw, p.Wc, 1), n0 * image + i0 * p.Wc)
+                    )
                 else:
-                    specs += [((m, C, rows, p.Wo), (image, L, p.Wc, 1), n0 * image + src * C * L + i0 * p.Wc + off)
-                              for src, off, _, _ in p.taps]
+                    specs += [
+                        ((m, C, rows, p.Wo), (image, L, p.Wc, 1), n0 * image + src * C * L + i0 * p.Wc + off)
+                        for src, off, _, _ in p.taps
+                    ]
                 out.append(specs)
                 continue
             for t, qa, qb in taps:
@@ -393,7 +436,7 @@ class _Workspace:
         y = x.new_empty(N, O, p.Ho, p.Wo)
         HoWo = p.Ho * p.Wo
         # 3. the blocks
-        for (n0, m, i0, Q, taps, covered, rows), srcs in zip(self.blocks, sources):
+        for (n0, m, i0, Q, taps, covered, _), srcs in zip(self.blocks, sources):
             if self.direct:  # the products write straight into the output
                 acc = y.as_strided((m, O, Q), (O * HoWo, HoWo, 1), y.storage_offset() + n0 * O * HoWo + i0 * p.Wo)
                 block_bias = bias
@@ -517,7 +560,7 @@ class _Workspace:
         for out_col in sorted({c[2] for c in p.corrections}):
             recs = [c for c in p.corrections if c[2] == out_col]
             stacked = x.new_zeros(len(recs), C, N, p.Ho)
-            for j, (t, in_col, _, c0, c1, r0) in enumerate(recs):
+            for j, (_, in_col, _, c0, c1, r0) in enumerate(recs):
                 stacked[j, :, :, c0:c1].copy_(gathered[in_cols.index(in_col), :, :, r0 : r0 + c1 - c0])
             if p.mode == "depthwise":  # diagonal weights: elementwise, per channel
                 mult = O // C
@@ -534,8 +577,11 @@ class _Workspace:
                 wrong = x.new_empty(O, N * p.Ho)
                 for j, (t, *_) in enumerate(recs):
                     w_t = wt[t, 0] if p.mode == "tap" else weight[:, :, t // p.kw, t % p.kw]
-                    (torch.mm(w_t, stacked[j].view(C, N * p.Ho), out=wrong) if j == 0
-                     else wrong.addmm_(w_t, stacked[j].view(C, N * p.Ho)))
+                    (
+                        torch.mm(w_t, stacked[j].view(C, N * p.Ho), out=wrong)
+                        if j == 0
+                        else wrong.addmm_(w_t, stacked[j].view(C, N * p.Ho))
+                    )
                 wrong = wrong.view(O, N, p.Ho)
             y[:, :, :, out_col] -= wrong.transpose(0, 1)
 
@@ -596,8 +642,9 @@ def _differentiable(x, weight, bias, plan: Plan):
     return y.contiguous()
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode=None, layout=None,
-           block_bytes=None):
+def conv2d(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, mode=None, layout=None, block_bytes=None
+):
     """2-D convolution from matrix products and data movement only, as fast as we could make it.
 
     Same arguments and result as ``torch.nn.functional.conv2d``: ``x`` is N x C x H x W (or unbatched
@@ -627,8 +674,22 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, m
         raise ValueError(f"layout must be one of {LAYOUTS} or None, got {layout!r}")
     if block_bytes is not None and (not isinstance(block_bytes, int) or block_bytes < 1):
         raise ValueError(f"block_bytes must be a positive int or None, got {block_bytes!r}")
-    plan = functools.partial(conv2d_plan, N, C, H, W, O, kh, kw, a.stride, a.padding, a.dilation, a.groups,
-                             itemsize=xb.element_size(), block_bytes=block_bytes)
+    plan = functools.partial(
+        conv2d_plan,
+        N,
+        C,
+        H,
+        W,
+        O,
+        kh,
+        kw,
+        a.stride,
+        a.padding,
+        a.dilation,
+        a.groups,
+        itemsize=xb.element_size(),
+        block_bytes=block_bytes,
+    )
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (xb, w, a.bias)):
         y = _differentiable(xb, w, a.bias, plan(mode="tap", layout="phases"))
         return y[0] if a.unbatched else y

@@ -78,7 +78,9 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
     """
     check_tensor(cols, "cols")
     if cols.dim() not in (2, 3):
-        raise ValueError(f"cols must be 3-D (N, C*kh*kw, L) or 2-D unbatched (C*kh*kw, L), got shape {tuple(cols.shape)}")
+        raise ValueError(
+            f"cols must be 3-D (N, C*kh*kw, L) or 2-D unbatched (C*kh*kw, L), got shape {tuple(cols.shape)}"
+        )
     H, W = pair(output_size, "output_size", minimum=1)
     kernel, stride, padding, dilation = _unfold_args(kernel_size, stride, padding, dilation)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation

@@ -176,8 +176,15 @@ def show_grid(
         for r in range(H):
             for c in range(W):
                 dark = norm(A[r, c]) > 0.6 and not pad_mask[r, c]
-                ax.text(c + 0.5, r + 0.5, format(A[r, c], fmt), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")  # fmt: skip
+                ax.text(
+                    c + 0.5,
+                    r + 0.5,
+                    format(A[r, c], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
     if window is not None:
         outline(ax, *window)
     for r, c in cells:
@@ -190,8 +197,9 @@ def show_grid(
     return ax
 
 
-def show_window_positions(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1, ax=None,
-                          title: str | None = None):
+def show_window_positions(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1, ax=None, title: str | None = None
+):
     """The output-size formula as a picture: one row of the padded input, one line per window position.
 
     The padded input (``size + 2*padding`` cells, padding grey) is drawn on top; below it, one line per
@@ -207,8 +215,15 @@ def show_window_positions(size: int, kernel_size: int, stride: int = 1, padding:
     for c in range(total):
         colour = PALETTE["padding"] if c < padding or c >= padding + size else PALETTE["input"]
         ax.add_patch(Rectangle((c, 0), 1, 1, facecolor=colour, edgecolor="white", lw=1.5))
-        ax.text(c + 0.5, 0.5, str(c - padding), ha="center", va="center", fontsize=8,
-                color="black" if colour == PALETTE["padding"] else "white")  # fmt: skip
+        ax.text(
+            c + 0.5,
+            0.5,
+            str(c - padding),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="black" if colour == PALETTE["padding"] else "white",
+        )
     span = dilation * (kernel_size - 1) + 1
     for i in range(n_out):
         y = 1.35 + 0.45 * i
@@ -221,13 +236,25 @@ def show_window_positions(size: int, kernel_size: int, stride: int = 1, padding:
     ax.set_ylim(1.35 + 0.45 * n_out + 0.2, -0.2)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title or (f"n={size}, k={kernel_size}, s={stride}, p={padding}, d={dilation}: "
-                           f"{n_out} window positions"), fontsize=10)  # fmt: skip
+    ax.set_title(
+        title or (f"n={size}, k={kernel_size}, s={stride}, p={padding}, d={dilation}: {n_out} window positions"),
+        fontsize=10,
+    )
     return ax
 
 
-def show_patch_column(x, weight, position=(0, 0), stride=1, padding=0, dilation=1, bias=0.0, channel: int = 0,
-                      axes=None, title: str | None = None):  # fmt: skip
+def show_patch_column(
+    x,
+    weight,
+    position=(0, 0),
+    stride=1,
+    padding=0,
+    dilation=1,
+    bias=0.0,
+    channel: int = 0,
+    axes=None,
+    title: str | None = None,
+):
     """One receptive field, the column of the patch matrix it becomes, and the output pixel it produces.
 
     ``x`` is one image, C x H x W (or H x W for C = 1); ``weight`` is one filter, C x kh x kw (or kh x kw);
@@ -251,8 +278,11 @@ def show_patch_column(x, weight, position=(0, 0), stride=1, padding=0, dilation=
             f"x must be C x H x W and weight C x kh x kw with the same C, got {tuple(X.shape)} and {tuple(Wt.shape)}"
         )
     C, kh, kw = Wt.shape
-    (sh, sw), (ph, pw), (dh, dw) = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0), pair(
-        dilation, "dilation", minimum=1)  # fmt: skip
+    (sh, sw), (ph, pw), (dh, dw) = (
+        pair(stride, "stride", minimum=1),
+        pair(padding, "padding", minimum=0),
+        pair(dilation, "dilation", minimum=1),
+    )
     cols = im2col(X[None].to(Wt.dtype), (kh, kw), (sh, sw), (ph, pw), (dh, dw))[0]  # C*kh*kw x L
     Ho = (X.shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = cols.shape[1] // Ho
@@ -278,20 +308,31 @@ def show_patch_column(x, weight, position=(0, 0), stride=1, padding=0, dilation=
     taps = [(i * sh + u * dh, j * sw + v * dw) for u in range(kh) for v in range(kw)]
     span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
     window = (i * sh, j * sw, *span) if (dh, dw) == (1, 1) else None
-    show_grid(Xp, ax=ax_in, padding=(ph, pw), window=window, cells=taps if window is None else (),
-              title=f"input X (channel {channel})\nwindow of output ({i}, {j})")  # fmt: skip
+    show_grid(
+        Xp,
+        ax=ax_in,
+        padding=(ph, pw),
+        window=window,
+        cells=taps if window is None else (),
+        title=f"input X (channel {channel})\nwindow of output ({i}, {j})",
+    )
     rows = [f"{c},{u},{v}" for c in range(C) for u in range(kh) for v in range(kw)]
-    show_matrix(cols, ax=ax_cols, highlight_cols=[l], title=f"patch matrix cols\ncolumn l = {i}*{Wo}+{j} = {l}",
-                xlabel="l (output position)", ylabel="row (c, u, v)" if len(rows) <= 27 else "row",
-                yticklabels=rows if len(rows) <= 27 else "auto")  # fmt: skip
+    show_matrix(
+        cols,
+        ax=ax_cols,
+        highlight_cols=[l],
+        title=f"patch matrix cols\ncolumn l = {i}*{Wo}+{j} = {l}",
+        xlabel="l (output position)",
+        ylabel="row (c, u, v)" if len(rows) <= 27 else "row",
+        yticklabels=rows if len(rows) <= 27 else "auto",
+    )
     if len(rows) <= 27:  # the rows that came from the channel drawn on the left, in bold
         ax_cols.tick_params(axis="y", labelrotation=0)
         for r, label in enumerate(ax_cols.get_yticklabels()):
             if channel * kh * kw <= r < (channel + 1) * kh * kw:
                 label.set_fontweight("bold")
     value = format(float(Y[i, j]), ".0f" if _integral(Y.numpy()) else ".2f")
-    show_grid(Y, ax=ax_out, role="output", window=(i, j, 1, 1),
-              title=f"output Y\nY[{i}, {j}] = {value}")  # fmt: skip
+    show_grid(Y, ax=ax_out, role="output", window=(i, j, 1, 1), title=f"output Y\nY[{i}, {j}] = {value}")
     for ax in axes:
         ax.title.set_fontsize(10)
     if own_figure:
@@ -317,8 +358,9 @@ def _taps_outline(ax, rows, cols, lw: float = 3.0):
                 outline(ax, r, c, lw=lw * 2 / 3)
 
 
-def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index=None, output: bool = True,
-                    title: str | None = None):  # fmt: skip
+def show_conv_layer(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, index=None, output: bool = True, title: str | None = None
+):
     """One convolution layer laid out like the CS231n demo: padded input, filters, output, one panel per channel.
 
     Column 1 holds the channels of the zero-padded input ``x`` (C x H x W, or 1 x C x H x W), one per row,
@@ -333,8 +375,9 @@ def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index
 
     a = conv2d_args(x, weight, bias, stride, padding, dilation)
     if a.x.shape[0] != 1:
-        raise ValueError(f"show_conv_layer draws one image: input must be C x H x W or 1 x C x H x W, "
-                         f"got shape {tuple(x.shape)}")  # fmt: skip
+        raise ValueError(
+            f"show_conv_layer draws one image: input must be C x H x W or 1 x C x H x W, got shape {tuple(x.shape)}"
+        )
     if index is not None and (not isinstance(index, (tuple, list)) or len(index) != 3):
         raise ValueError(f"index must be (o, i, j), got {index!r}")
     ph, pw = a.padding
@@ -390,8 +433,10 @@ def show_conv_layer(x, weight, bias=None, stride=1, padding=0, dilation=1, index
             if ep is not None and o == ep.index[1]:
                 outline(ax, ep.index[2], ep.index[3])
     if title is None:
-        title = (f"{C} x {a.x.shape[2]} x {a.x.shape[3]} input, {O} filters {C} x {kh} x {kw}, "
-                 f"stride {a.stride[0]}, padding {ph}")  # fmt: skip
+        title = (
+            f"{C} x {a.x.shape[2]} x {a.x.shape[3]} input, {O} filters {C} x {kh} x {kw}, "
+            f"stride {a.stride[0]}, padding {ph}"
+        )
         if ep is not None:
             o, i, j = index
             value = f" = {ep.value.item():g}" if output else ""
@@ -410,8 +455,9 @@ def show_entry_products(ep, title: str | None = None):
     """
     n, o, i, j = ep.index
     Cg, kh, kw = ep.weight.shape
-    fig, axes = plt.subplots(Cg, 3, figsize=(min(max_fig_width, 3 * (0.45 * kw + 1.3)), Cg * (0.45 * kh + 0.9)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        Cg, 3, figsize=(min(max_fig_width, 3 * (0.45 * kw + 1.3)), Cg * (0.45 * kh + 0.9)), squeeze=False
+    )
     vx = float(ep.window.abs().max()) or 1.0
     vw = float(ep.weight.abs().max()) or 1.0
     vp = float(ep.products.abs().max()) or 1.0
@@ -430,8 +476,15 @@ def show_entry_products(ep, title: str | None = None):
         show_grid(ep.weight[k], ax=axk, role="kernel", vmax=vw, fmt=fmt, axis_labels=False, title=f"W[{o}, {c}]")
         prod_fmt = ".0f" if _integral(ep.products[k].detach().cpu().numpy()) else ".2f"
         # + 0.0 turns the -0 of a negative weight times a zero into 0
-        show_grid(ep.products[k] + 0.0, ax=axp, role="output", vmax=vp, fmt=prod_fmt, axis_labels=False,
-                  title=f"products: sum {ep.channel_sums[k].item():g}")  # fmt: skip
+        show_grid(
+            ep.products[k] + 0.0,
+            ax=axp,
+            role="output",
+            vmax=vp,
+            fmt=prod_fmt,
+            axis_labels=False,
+            title=f"products: sum {ep.channel_sums[k].item():g}",
+        )
         for ax, sign in ((axk, "\u00d7"), (axp, "=")):
             ax.text(-0.35, 0.5, sign, transform=ax.transAxes, ha="center", va="center", fontsize=16)
         if k == Cg - 1:
@@ -479,8 +532,9 @@ def _split_shape(shape):
     return (1, *shape) if len(shape) == 2 else shape
 
 
-def show_conv_matrix(M, in_shape, out_shape, ax=None, annot="auto", title=None, highlight_rows=(),
-                     xlabel=None, ylabel=None):  # fmt: skip
+def show_conv_matrix(
+    M, in_shape, out_shape, ax=None, annot="auto", title=None, highlight_rows=(), xlabel=None, ylabel=None
+):
     """The convolution matrix M as a heatmap in the kernel colour (zeros white), its structure ruled.
 
     ``in_shape`` is (H, W) or (C, H, W) and ``out_shape`` (Ho, Wo) or (O, Ho, Wo): thin lines separate image
@@ -507,9 +561,20 @@ def show_conv_matrix(M, in_shape, out_shape, ax=None, annot="auto", title=None, 
         labels = np.where(stored, np.vectorize(lambda a: format(a, fmt))(A), "")
     signed = bool(A.size and A.min() < 0)
     norm = _norm(A, signed, None)
-    sns.heatmap(A, ax=ax, cmap=role_cmap("kernel", signed), vmin=norm.vmin, vmax=norm.vmax, annot=labels,
-                fmt="", cbar=False, linewidths=0.0, xticklabels=False, yticklabels=False,
-                annot_kws={"fontsize": 7})  # fmt: skip
+    sns.heatmap(
+        A,
+        ax=ax,
+        cmap=role_cmap("kernel", signed),
+        vmin=norm.vmin,
+        vmax=norm.vmax,
+        annot=labels,
+        fmt="",
+        cbar=False,
+        linewidths=0.0,
+        xticklabels=False,
+        yticklabels=False,
+        annot_kws={"fontsize": 7},
+    )
     for r, c in zip(*np.nonzero(stored & (A == 0))):  # stored entries whose value is 0: a light tint
         ax.add_patch(Rectangle((c, r), 1, 1, facecolor=PALETTE["kernel"], alpha=0.15, lw=0))
     for c in range(0, cols + 1, W):
@@ -523,8 +588,7 @@ def show_conv_matrix(M, in_shape, out_shape, ax=None, annot="auto", title=None, 
     if O == 1 and Ho <= 16:
         ax.set_yticks(np.arange(Ho) * Wo + Wo / 2, labels=[f"i={i}" for i in range(Ho)], fontsize=8, rotation=0)
     elif O > 1:
-        ax.set_yticks(np.arange(O) * Ho * Wo + Ho * Wo / 2, labels=[f"o={o}" for o in range(O)], fontsize=8,
-                      rotation=0)  # fmt: skip
+        ax.set_yticks(np.arange(O) * Ho * Wo + Ho * Wo / 2, labels=[f"o={o}" for o in range(O)], fontsize=8, rotation=0)
     ax.tick_params(length=0)
     for r in np.atleast_1d(highlight_rows):
         outline(ax, int(r), 0, 1, cols)
@@ -547,8 +611,9 @@ def show_toeplitz_blocks(M, block_shape, kernel_rows, ax=None, title=None, annot
     bh, bw = block_shape
     K = np.asarray(kernel_rows)
     if A.shape != (K.shape[0] * bh, K.shape[1] * bw):
-        raise ValueError(f"M has shape {A.shape}, but {K.shape} blocks of {block_shape} make "
-                         f"{(K.shape[0] * bh, K.shape[1] * bw)}")  # fmt: skip
+        raise ValueError(
+            f"M has shape {A.shape}, but {K.shape} blocks of {block_shape} make {(K.shape[0] * bh, K.shape[1] * bw)}"
+        )
     stored = _stored(M, A)
     kh = int(K.max()) + 1
     shades = kernel_row_colors(kh)
@@ -577,8 +642,15 @@ def show_toeplitz_blocks(M, block_shape, kernel_rows, ax=None, title=None, annot
                 for b in range(bw):
                     if stored[i * bh + a, r * bw + b]:
                         v = A[i * bh + a, r * bw + b]
-                        ax.text(r * bw + b + 0.5, i * bh + a + 0.5, format(v, fmt), ha="center", va="center",
-                                fontsize=7, color="white" if u > (kh - 1) / 2 else "black")  # fmt: skip
+                        ax.text(
+                            r * bw + b + 0.5,
+                            i * bh + a + 0.5,
+                            format(v, fmt),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if u > (kh - 1) / 2 else "black",
+                        )
         else:
             ax.text(r * bw + bw / 2, i * bh + bh / 2, f"$T_{u}$", ha="center", va="center", fontsize=9)
     ax.set_xticks(np.arange(K.shape[1]) * bw + bw / 2, labels=[f"r={r}" for r in range(K.shape[1])], fontsize=8)
@@ -593,8 +665,14 @@ def show_toeplitz_blocks(M, block_shape, kernel_rows, ax=None, title=None, annot
     return ax
 
 
-def spy(M, ax=None, title=None, block_shape=None, xlabel="column (input pixel, flattened)",
-        ylabel="row (output pixel, flattened)"):  # fmt: skip
+def spy(
+    M,
+    ax=None,
+    title=None,
+    block_shape=None,
+    xlabel="column (input pixel, flattened)",
+    ylabel="row (output pixel, flattened)",
+):
     """The sparsity pattern of a matrix: non-zeros in the kernel colour, zeros white.
 
     ``block_shape=(rows, cols)`` rules the matrix into blocks (e.g. (Ho*Wo, H*W): one block per
@@ -660,11 +738,24 @@ def show_stamps(x, kernel, stride: int = 1, padding: int = 0, ncols: int = 3, ti
     fig, axes = _square_axes(len(stamps) + 2, ncols)
     show_grid(X, ax=axes[0], role="input", title="input x", axis_labels=False)
     for ax, (i, j, canvas) in zip(axes[1:], stamps):
-        show_grid(canvas, ax=ax, role="kernel", vmax=vmax, axis_labels=False,
-                  window=(i * stride, j * stride, kh, kw),
-                  title=f"x[{i},{j}] = {X[i, j]:g}: adds {X[i, j]:g}·K")  # fmt: skip
-    show_grid(total, ax=axes[-1], role="output", padding=padding, vmax=vmax, axis_labels=False,
-              title="sum" + (f" (grey: cut, p={padding})" if padding else ""))  # fmt: skip
+        show_grid(
+            canvas,
+            ax=ax,
+            role="kernel",
+            vmax=vmax,
+            axis_labels=False,
+            window=(i * stride, j * stride, kh, kw),
+            title=f"x[{i},{j}] = {X[i, j]:g}: adds {X[i, j]:g}·K",
+        )
+    show_grid(
+        total,
+        ax=axes[-1],
+        role="output",
+        padding=padding,
+        vmax=vmax,
+        axis_labels=False,
+        title="sum" + (f" (grey: cut, p={padding})" if padding else ""),
+    )
     for ax in axes:
         ax.title.set_fontsize(10)
     fig.suptitle(title or f"transposed convolution, stride {stride}: one stamp per input pixel", fontsize=11)
@@ -700,12 +791,20 @@ def show_zero_insertion(x, kernel, stride: int = 1, padding: int = 0, dilation: 
     Y = conv2d_im2col(padded[None, None], K_rot[None, None], dilation=dilation)[0, 0]
     originals = [(qh + i * stride, qw + j * stride) for i in range(X.shape[0]) for j in range(X.shape[1])]
     widths = [kw, kw, padded.shape[1], Y.shape[1]]
-    fig, axes = plt.subplots(1, 4, figsize=(max_fig_width, 0.42 * padded.shape[0] + 1.4),
-                             gridspec_kw={"width_ratios": widths})  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 4, figsize=(max_fig_width, 0.42 * padded.shape[0] + 1.4), gridspec_kw={"width_ratios": widths}
+    )
     show_grid(K, ax=axes[0], role="kernel", title="kernel K", axis_labels=False)
     show_grid(K_rot, ax=axes[1], role="kernel", title="K rotated 180°", axis_labels=False)
-    show_grid(padded, ax=axes[2], role="input", padding=(qh, qw), cells=originals, axis_labels=False,
-              title=f"x: {stride - 1} zero(s) between pixels,\npadding d(k-1)-p = {qh}")  # fmt: skip
+    show_grid(
+        padded,
+        ax=axes[2],
+        role="input",
+        padding=(qh, qw),
+        cells=originals,
+        axis_labels=False,
+        title=f"x: {stride - 1} zero(s) between pixels,\npadding d(k-1)-p = {qh}",
+    )
     show_grid(Y, ax=axes[3], role="output", axis_labels=False, title="convolution\nwith rotated K")
     for ax in axes:
         ax.set_xlabel("column", fontsize=8)
@@ -731,9 +830,18 @@ def _image_array(img) -> np.ndarray:
     return a
 
 
-def show_images(images, titles=None, ncols: int | None = None, suptitle: str | None = None, role: str = "output",
-                signed: bool | None = None, shared_scale: bool = True, cbar: bool = False, size: float = 1.3,
-                axes=None):  # fmt: skip
+def show_images(
+    images,
+    titles=None,
+    ncols: int | None = None,
+    suptitle: str | None = None,
+    role: str = "output",
+    signed: bool | None = None,
+    shared_scale: bool = True,
+    cbar: bool = False,
+    size: float = 1.3,
+    axes=None,
+):
     """A grid of images: RGB ones (3 x H x W, values in [0, 1]) as they are, one-channel ones (feature maps)
     in the colours of ``role`` (purple-white-colour when they have negative values).
 
@@ -751,8 +859,9 @@ def show_images(images, titles=None, ncols: int | None = None, suptitle: str | N
     if own_figure:
         ncols = ncols or min(n, 10)
         nrows = -(-n // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(min(max_fig_width, size * ncols), size * nrows + 0.4 * bool(suptitle)),
-                                 squeeze=False)  # fmt: skip
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(min(max_fig_width, size * ncols), size * nrows + 0.4 * bool(suptitle)), squeeze=False
+        )
         axes = axes.ravel()
     else:
         axes = np.ravel(axes)
@@ -807,8 +916,15 @@ def show_filters(weight, ncols: int = 8, suptitle: str | None = None, size: floa
     return show_images(weight[:, 0], ncols=ncols, suptitle=suptitle, size=size, role="kernel", signed=True)
 
 
-def plot_curves(curves: dict, ax=None, title: str | None = None, xlabel: str = "step", ylabel: str = "loss",
-                colors=None, smooth: int | None = None):  # fmt: skip
+def plot_curves(
+    curves: dict,
+    ax=None,
+    title: str | None = None,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    colors=None,
+    smooth: int | None = None,
+):
     """Several curves (e.g. training losses) on one axes: the first solid and wide, the next ones narrower and
     dashed on top of it, so that curves which coincide are visibly the same line.
 
@@ -823,7 +939,13 @@ def plot_curves(curves: dict, ax=None, title: str | None = None, xlabel: str = "
         raise ValueError(f"smooth must be a positive int (a window length) or None, got {smooth!r}")
     if ax is None:
         _, ax = plt.subplots(figsize=(min(max_fig_width, 6.5), 3.2))
-    colors = colors or [PALETTE["kernel"], PALETTE["input"], PALETTE["output"], PALETTE["highlight"], PALETTE["negative"]]
+    colors = colors or [
+        PALETTE["kernel"],
+        PALETTE["input"],
+        PALETTE["output"],
+        PALETTE["highlight"],
+        PALETTE["negative"],
+    ]
     for i, (label, ys) in enumerate(curves.items()):
         ys = np.asarray(ys.detach().cpu() if isinstance(ys, torch.Tensor) else ys, dtype=float)
         xs = np.arange(len(ys))

@@ -84,8 +84,10 @@ def conv2d_macs(input_shape, weight_shape, stride=1, padding=0, dilation=1, grou
     if not _is_int(groups) or groups < 1:
         raise ValueError(f"groups must be an int of at least 1, got {groups!r}")
     if C % groups or O % groups or Cg * groups != C:
-        raise ValueError(f"input has {C} channels and weight_shape {tuple(weight_shape)} with groups={groups} "
-                         f"expects weight_shape[1] * groups = {Cg * groups} channels dividing into {groups} groups "
-                         f"(and O = {O} divisible by groups)")  # fmt: skip
+        raise ValueError(
+            f"input has {C} channels and weight_shape {tuple(weight_shape)} with groups={groups} "
+            f"expects weight_shape[1] * groups = {Cg * groups} channels dividing into {groups} groups "
+            f"(and O = {O} divisible by groups)"
+        )
     Ho, Wo = conv2d_output_shape((H, W), (kh, kw), stride, padding, dilation)
     return N * O * Ho * Wo * Cg * kh * kw

@@ -14,7 +14,6 @@ inner dimension of C each (im2col: one product with an inner dimension of C*kh*k
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from ._checks import conv2d_args

@@ -24,7 +24,8 @@ Three constructions, all equal:
 Why torch sparse CSR rather than ``scipy.sparse``: measured on this project's 2-core machine (torch 2.14, one
 thread, the 16 -> 16 channel 32 x 32 3 x 3 layer, medians under load from other jobs), building the torch
 CSR tensor takes the same few milliseconds as wrapping the same index arrays in a scipy CSR matrix, and
-``M @ X`` was as fast or faster for one image and 2-8x faster for batches of 8 and 64 images. The torch tensor also keeps the
+``M @ X`` was as fast or faster for one image and 2-8x faster for batches of 8 and 64 images. The torch tensor
+also keeps the
 weight's dtype and device (only torch operations build it, so a CUDA weight gives a CUDA matrix; this
 machine has no GPU, so that path is untested here), multiplies torch tensors
 without a round trip through NumPy, and lets gradients flow to the weight. Its indices are int32 (as
@@ -69,7 +70,9 @@ def _geometry(weight, input_size, stride, padding, dilation, groups):
         raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
     if isinstance(input_size, torch.Size):
         input_size = tuple(input_size)
-    if not (isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3) and all(_is_int(n) for n in input_size)):
+    if not (
+        isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3) and all(_is_int(n) for n in input_size)
+    ):
         raise TypeError(f"input_size must be (H, W) or (C, H, W), a tuple of ints, got {input_size!r}")
     if min(input_size) < 1:
         raise ValueError(f"input_size must not have an empty dimension, got {tuple(input_size)}")
@@ -104,7 +107,10 @@ def _geometry(weight, input_size, stride, padding, dilation, groups):
         pads = (ph, ph, pw, pw)
     top, bottom, left, right = pads
     # as _checks.check_fits, but with the total padding of each axis ('same' may pad one side more)
-    for axis, n, k, d, total in (("height", H, kh, dilation[0], top + bottom), ("width", W, kw, dilation[1], left + right)):
+    for axis, n, k, d, total in (
+        ("height", H, kh, dilation[0], top + bottom),
+        ("width", W, kw, dilation[1], left + right),
+    ):
         span = d * (k - 1) + 1
         if span > n + total:
             raise ValueError(
@@ -224,7 +230,9 @@ def conv_matrix_loops(weight, input_size, stride=1, padding=0, dilation=1, group
     so it takes Ho*Wo*kh*kw*g Python steps and allocates all (O*Ho*Wo) x (C*H*W) entries, almost all zero.
     The baseline against which ``conv_matrix`` is timed.
     """
-    C, H, W, Ho, Wo, (sh, sw), (top, left), (dh, dw), g = _geometry(weight, input_size, stride, padding, dilation, groups)
+    C, H, W, Ho, Wo, (sh, sw), (top, left), (dh, dw), g = _geometry(
+        weight, input_size, stride, padding, dilation, groups
+    )
     O, Cg, kh, kw = weight.shape
     Og = O // g
     M = weight.new_zeros(O, Ho, Wo, C, H, W)
@@ -284,4 +292,6 @@ def block_rows(kh: int, Ho: int, H: int):
     import numpy as np
     import scipy.linalg
 
-    return scipy.linalg.toeplitz(np.r_[0, -np.ones(Ho - 1, dtype=int)], np.r_[np.arange(kh), -np.ones(H - kh, dtype=int)])
+    return scipy.linalg.toeplitz(
+        np.r_[0, -np.ones(Ho - 1, dtype=int)], np.r_[np.arange(kh), -np.ones(H - kh, dtype=int)]
+    )

@@ -28,10 +28,15 @@ def small_cnn(conv=nn.Conv2d, widths=(16, 32), num_classes: int = 10, in_channel
         raise ValueError(f"widths must be two positive ints (out-channels of the two convolutions), got {widths!r}")
     w1, w2 = widths
     return nn.Sequential(
-        conv(in_channels, w1, 5), nn.ReLU(), nn.MaxPool2d(2),
-        conv(w1, w2, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(w2 * 5 * 5, num_classes),
-    )  # fmt: skip
+        conv(in_channels, w1, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        conv(w1, w2, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(w2 * 5 * 5, num_classes),
+    )
 
 
 def _check_data(X, y) -> None:
@@ -45,8 +50,18 @@ def _check_data(X, y) -> None:
         raise ValueError("X holds no images")
 
 
-def train(model: nn.Module, X, y, steps: int, batch_size: int = 64, lr: float = 0.02, momentum: float = 0.9,
-          seed: int = 0, progress: bool = True, desc: str | None = None) -> torch.Tensor:  # fmt: skip
+def train(
+    model: nn.Module,
+    X,
+    y,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 0.02,
+    momentum: float = 0.9,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str | None = None,
+) -> torch.Tensor:
     """Train ``model`` for ``steps`` steps of SGD with momentum on the cross-entropy loss; returns the loss of
     every step (a tensor of ``steps`` floats).
 
@@ -96,8 +111,10 @@ def accuracy(model: nn.Module, X, y, batch_size: int = 1000) -> float:
     was_training = model.training
     model.eval()
     try:
-        correct = sum(int((model(X[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                      for i in range(0, X.shape[0], batch_size))  # fmt: skip
+        correct = sum(
+            int((model(X[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+            for i in range(0, X.shape[0], batch_size)
+        )
     finally:
         model.train(was_training)
     return correct / X.shape[0]

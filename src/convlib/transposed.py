@@ -51,8 +51,12 @@ def transposed_output_size(size, kernel_size, stride=1, padding=0, output_paddin
     """
     size = check_size(size, "size")
     kernel_size = check_size(kernel_size, "kernel_size")
-    for name, value, minimum in (("stride", stride, 1), ("padding", padding, 0), ("output_padding", output_padding, 0),
-                                 ("dilation", dilation, 1)):  # fmt: skip
+    for name, value, minimum in (
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("output_padding", output_padding, 0),
+        ("dilation", dilation, 1),
+    ):
         if not _is_int(value):
             raise TypeError(f"{name} must be an int, got {value!r}")
         if value < minimum:
@@ -109,8 +113,14 @@ class TransposedArgs:
     @property
     def output_hw(self):
         return tuple(
-            _size(self.x.shape[2 + a], self.kernel_size[a], self.stride[a], self.padding[a], self.output_padding[a],
-                  self.dilation[a])  # fmt: skip
+            _size(
+                self.x.shape[2 + a],
+                self.kernel_size[a],
+                self.stride[a],
+                self.padding[a],
+                self.output_padding[a],
+                self.dilation[a],
+            )
             for a in (0, 1)
         )
 
@@ -159,8 +169,9 @@ def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     dilation = pair(dilation, "dilation", minimum=1)
     _check_output_padding(output_padding, stride, dilation, ("height", "width"))
     a = TransposedArgs(x4, weight, bias, stride, padding, output_padding, dilation, groups, unbatched)
-    for axis, n, i, k, s, p, op, d in zip(("height", "width"), a.output_hw, x4.shape[2:], a.kernel_size, stride,
-                                          padding, output_padding, dilation):  # fmt: skip
+    for axis, n, i, k, s, p, op, d in zip(
+        ("height", "width"), a.output_hw, x4.shape[2:], a.kernel_size, stride, padding, output_padding, dilation
+    ):
         if n < 1:
             raise ValueError(_too_small(i, k, s, p, op, d, n, axis))
     return a
@@ -254,8 +265,9 @@ def _conv_hw(a: TransposedArgs, Ho: int, Wo: int):
 _METHODS = {"scatter": _scatter, "zero_insertion": _zero_insertion, "matrix": _matrix}
 
 
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     method="scatter"):  # fmt: skip
+def conv_transpose2d(
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, method="scatter"
+):
     """2-D transposed convolution, equal to ``torch.nn.functional.conv_transpose2d`` (same arguments, same order).
 
     ``x`` is N x C_in x H x W (or unbatched C_in x H x W); ``weight`` is C_in x C_out/groups x kh x kw (the

@@ -18,15 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.colors import ListedColormap
 
 from ._checks import check_groups, check_size, conv2d_args
 from .im2col import im2col
-from .toeplitz import conv_matrix
 from .plot import PALETTE, max_fig_width, outline, show_grid, show_matrix
+from .toeplitz import conv_matrix
 
 __all__ = ["ExplorerView", "explorer_view", "explorer"]
 
@@ -54,9 +53,19 @@ def _example(C, H, W, O, Cg, k, dtype=torch.float64):
     return x, weight
 
 
-def explorer_view(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1, padding: int = 0,
-                  dilation: int = 1, in_channels: int = 1, out_channels: int = 1, groups: int = 1,
-                  position: int = 0, dpi: int = 72) -> ExplorerView:  # fmt: skip
+def explorer_view(
+    H: int = 6,
+    W: int = 6,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
+    position: int = 0,
+    dpi: int = 72,
+) -> ExplorerView:
     """The explorer's picture and numbers for one setting (square kernel, same stride/padding/dilation on both axes).
 
     An invalid setting (kernel larger than the padded input, groups not dividing the channels) returns a view
@@ -64,8 +73,17 @@ def explorer_view(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1,
     ``position`` is the output pixel (row-major, l = i*Wo + j) whose receptive field is outlined; it is clipped
     to the last pixel.
     """
-    settings = dict(H=H, W=W, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
-                    in_channels=in_channels, out_channels=out_channels, groups=groups)  # fmt: skip
+    settings = dict(
+        H=H,
+        W=W,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        groups=groups,
+    )
     try:
         H, W, k = check_size(H, "H"), check_size(W, "W"), check_size(kernel_size, "kernel_size")
         C, O = check_size(in_channels, "in_channels"), check_size(out_channels, "out_channels")
@@ -102,33 +120,60 @@ def explorer_view(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1,
     fig, axes = plt.subplots(2, 2, figsize=(min(max_fig_width, 8.0), 6.4), dpi=dpi)
     (ax_in, ax_cols), (ax_M, ax_out) = axes
     xp = F.pad(x, (p, p, p, p))[0, 0]
-    show_grid(xp, ax=ax_in, padding=p, annot=xp.numel() <= 144, axis_labels=False,
-              title=f"input channel 0 ({H}x{W}, padding {p})")  # fmt: skip
+    show_grid(
+        xp,
+        ax=ax_in,
+        padding=p,
+        annot=xp.numel() <= 144,
+        axis_labels=False,
+        title=f"input channel 0 ({H}x{W}, padding {p})",
+    )
     for c, r, cc in field:
         if c == 0:
             outline(ax_in, r + p, cc + p, lw=2.0)
-    show_matrix(cols, ax=ax_cols, annot=max(cols.shape) <= 12, highlight_cols=[l], linewidths=0,
-                title=f"patch matrix cols ({cols.shape[0]} x {L})", xlabel="patch l", ylabel="row (c, u, v)",
-                xticklabels=L <= 16, yticklabels=cols.shape[0] <= 18)  # fmt: skip
+    show_matrix(
+        cols,
+        ax=ax_cols,
+        annot=max(cols.shape) <= 12,
+        highlight_cols=[l],
+        linewidths=0,
+        title=f"patch matrix cols ({cols.shape[0]} x {L})",
+        xlabel="patch l",
+        ylabel="row (c, u, v)",
+        xticklabels=L <= 16,
+        yticklabels=cols.shape[0] <= 18,
+    )
     spy = (M != 0).numpy()
-    ax_M.imshow(spy, cmap=ListedColormap(["#FFFFFF", PALETTE["kernel"]]), aspect="auto", interpolation="nearest",
-                extent=(0, M.shape[1], M.shape[0], 0))  # fmt: skip
+    ax_M.imshow(
+        spy,
+        cmap=ListedColormap(["#FFFFFF", PALETTE["kernel"]]),
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0, M.shape[1], M.shape[0], 0),
+    )
     outline(ax_M, l, 0, 1, M.shape[1], lw=1.5)  # output channel 0's row for pixel l
     ax_M.set_title(f"M ({M.shape[0]} x {M.shape[1]}), nonzeros orange", fontsize=10)
     ax_M.set_xlabel("input index c*H*W + h*W + w")
     ax_M.set_ylabel("output index o*L + l")
-    show_grid(y[0], ax=ax_out, role="output", annot=L <= 64, axis_labels=False,
-              title=f"output channel 0 ({Ho}x{Wo})")  # fmt: skip
+    show_grid(y[0], ax=ax_out, role="output", annot=L <= 64, axis_labels=False, title=f"output channel 0 ({Ho}x{Wo})")
     outline(ax_out, i, j)
     fig.suptitle(f"k={k}, s={s}, p={p}, d={d}, C={C}, O={O}, g={g}", fontsize=11)
     fig.tight_layout()
     plt.close(fig)
-    return ExplorerView(settings, formula, fig, None, (O, Ho, Wo), tuple(cols.shape), tuple(M.shape), nnz,
-                        field)  # fmt: skip
+    return ExplorerView(settings, formula, fig, None, (O, Ho, Wo), tuple(cols.shape), tuple(M.shape), nnz, field)
 
 
-def explorer(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1, padding: int = 0, dilation: int = 1,
-             in_channels: int = 1, out_channels: int = 1, groups: int = 1):  # fmt: skip
+def explorer(
+    H: int = 6,
+    W: int = 6,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
+):
     """The live explorer: sliders for every setting driving :func:`explorer_view`. Needs a running kernel.
 
     Returns an ipywidgets ``VBox``; its attribute ``last_view`` holds the :class:`ExplorerView` on display.
@@ -137,8 +182,15 @@ def explorer(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1, padd
     from IPython.display import display
 
     def slider(value, lo, hi, description):
-        return widgets.IntSlider(value=value, min=lo, max=hi, description=description, continuous_update=False,
-                                 style={"description_width": "initial"}, layout=widgets.Layout(width="260px"))  # fmt: skip
+        return widgets.IntSlider(
+            value=value,
+            min=lo,
+            max=hi,
+            description=description,
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="260px"),
+        )
 
     controls = dict(
         H=slider(H, 1, 12, "height H"),
@@ -152,6 +204,7 @@ def explorer(H: int = 6, W: int = 6, kernel_size: int = 3, stride: int = 1, padd
         groups=slider(groups, 1, 4, "groups g"),
         position=slider(0, 0, 143, "output pixel l"),
     )
+
     class Explorer(widgets.VBox):
         def __repr__(self):  # what a notebook stores (and shows) where no live kernel drives the sliders
             return "convlib explorer: run this cell in Jupyter (a live kernel) to move the sliders"
