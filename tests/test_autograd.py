@@ -282,7 +282,7 @@ def test_conv2d_in_a_network_trains_like_nn_conv2d():
         (dict(padding="same", stride=2), ValueError, "padding='same' needs stride 1"),
         (dict(padding="full"), ValueError, "padding must be an int, a pair, 'valid' or 'same'"),
         (dict(padding=-1), ValueError, "padding must not be negative"),
-        (dict(kernel_size=0), ValueError, "kernel_size must not be less than 1"),
+        (dict(kernel_size=0), ValueError, "kernel_size must be at least 1"),
         (dict(stride=(1, 2, 3)), TypeError, "stride must be an int or a pair"),
         (dict(bias=None), TypeError, "bias must be True or False"),
     ],

@@ -273,9 +273,12 @@ def test_conv2d_macs_examples_and_errors():
         convlib.conv2d_macs((1, 4, 5, 5), (2, 3, 3, 3))
     with pytest.raises(ValueError, match="groups=2"):
         convlib.conv2d_macs((1, 4, 5, 5), (3, 2, 3, 3), groups=2)
-    with pytest.raises(ValueError, match="groups must be an int of at least 1"):
+    with pytest.raises(ValueError, match="groups must be at least 1"):
         convlib.conv2d_macs((1, 4, 5, 5), (2, 4, 3, 3), groups=0)
     with pytest.raises(ValueError, match="kernel larger than the padded input"):
         convlib.conv2d_macs((1, 3, 2, 5), (2, 3, 3, 3))
     with pytest.raises(ValueError, match="input_shape entry must be at least 1"):
-        convlib.conv2d_macs((0, 3, 5, 5), (2, 3, 3, 3))
+        convlib.conv2d_macs((1, 0, 5, 5), (2, 3, 3, 3))
+    assert convlib.conv2d_macs((0, 3, 5, 5), (2, 3, 3, 3)) == 0  # an empty batch needs no work
+    with pytest.raises(TypeError, match="groups must be an int"):
+        convlib.conv2d_macs((1, 4, 5, 5), (2, 4, 3, 3), groups=2.0)

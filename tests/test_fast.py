@@ -255,7 +255,7 @@ BAD_CALLS = [
     ((X, torch.randn(3, 2, 3, 3)), {"groups": 2}, ValueError, "does not divide the weight's 3 out-channels"),
     ((X, WT), {"groups": 0}, ValueError, "groups must be at least 1"),
     ((X, torch.randn(2, 4, 7, 3)), {}, ValueError, "kernel larger than the padded input"),
-    ((X, WT), {"stride": 0}, ValueError, "stride must not be less than 1"),
+    ((X, WT), {"stride": 0}, ValueError, "stride must be at least 1"),
     ((X, WT), {"padding": -1}, ValueError, "padding must not be negative"),
     ((X, WT), {"padding": "full"}, ValueError, "padding must be an int, a pair, 'valid' or 'same'"),
     ((X, WT), {"padding": "same", "stride": 2}, ValueError, "padding='same' needs stride 1"),

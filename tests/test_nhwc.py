@@ -95,7 +95,7 @@ BAD = [
     ((Z0, W0[0]), {}, ValueError, "weight must be 4-D"),
     ((Z0, np.zeros((3, 3, 5, 2))), {}, ValueError, "Z has 4 channels"),
     ((Z0, np.zeros((7, 3, 4, 2))), {}, ValueError, "kernel larger than the padded input"),
-    ((Z0, W0), {"stride": 0}, ValueError, "stride must not be less than 1"),
+    ((Z0, W0), {"stride": 0}, ValueError, "stride must be at least 1"),
     ((Z0, W0), {"padding": -1}, ValueError, "padding must not be negative"),
     ((Z0, W0), {"padding": "same"}, TypeError, "padding must be an int or a pair"),
     ((torch.zeros(1, 6, 6, 4), W0), {}, TypeError, "Z must be a numpy array"),

@@ -215,7 +215,7 @@ BAD_MATRIX_CALLS = [
     ((WT, (3, 6, 6)), {}, ValueError, "input has 3 channels but weight expects"),
     ((WT, (2, 2)), {}, ValueError, "kernel larger than the padded input along the height"),
     ((WT, (6, 6)), {"dilation": (1, 3)}, ValueError, "kernel larger than the padded input along the width"),
-    ((WT, (6, 6)), {"stride": 0}, ValueError, "stride must not be less than 1"),
+    ((WT, (6, 6)), {"stride": 0}, ValueError, "stride must be at least 1"),
     ((WT, (6, 6)), {"padding": -1}, ValueError, "padding must not be negative"),
     ((WT, (6, 6)), {"padding": "full"}, ValueError, "padding must be an int, a pair, 'valid' or 'same'"),
     ((WT, (6, 6)), {"padding": "same", "stride": 2}, ValueError, "padding='same' needs stride 1"),

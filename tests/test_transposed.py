@@ -176,8 +176,8 @@ BAD_CALLS = [
     ((X, WT), {"padding": (0, 6)}, ValueError, "would be empty along the width"),
     ((X, WT), {"padding": "same"}, TypeError, "has no 'same' or 'valid'"),
     ((X, WT), {"padding": -1}, ValueError, "padding must not be negative"),
-    ((X, WT), {"stride": 0}, ValueError, "stride must not be less than 1"),
-    ((X, WT), {"dilation": 0}, ValueError, "dilation must not be less than 1"),
+    ((X, WT), {"stride": 0}, ValueError, "stride must be at least 1"),
+    ((X, WT), {"dilation": 0}, ValueError, "dilation must be at least 1"),
     ((X, WT), {"groups": 3}, ValueError, "groups=3 does not divide the input's 4 channels"),
     ((X, WT), {"groups": 0}, ValueError, "groups must be at least 1"),
     ((X, torch.randn(2, 4, 3, 3)), {}, ValueError, "in-channels first"),
@@ -217,7 +217,7 @@ def test_output_padding_allowed_by_dilation():
         ((2, 1, 1, 2), ValueError, "would be empty"),
         ((0, 3), ValueError, "size must be at least 1"),
         ((4, 3, 2.0), TypeError, "stride must be an int"),
-        ((4, 3, 1, -1), ValueError, "padding must be at least 0"),
+        ((4, 3, 1, -1), ValueError, "padding must not be negative"),
     ],
 )
 def test_transposed_output_size_bad_input(args, exc, words):
@@ -234,7 +234,7 @@ def test_transposed_output_size_examples():
 def test_helpers_bad_input():
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         convlib.insert_zeros(torch.ones(3), 2)
-    with pytest.raises(ValueError, match="stride must not be less than 1"):
+    with pytest.raises(ValueError, match="stride must be at least 1"):
         convlib.insert_zeros(torch.ones(3, 3), 0)
     with pytest.raises(ValueError, match="groups=2 does not divide the weight's 3 in-channels"):
         convlib.flip_swap_kernel(torch.ones(3, 1, 2, 2), 2)

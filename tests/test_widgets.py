@@ -81,7 +81,7 @@ def test_explorer_view_example_text():
         (dict(H=2, kernel_size=5), "kernel larger than the padded input"),
         (dict(in_channels=3, groups=2), "groups=2 must divide"),
         (dict(H=0), "H must be at least 1"),
-        (dict(stride=0), "stride must not be less than 1"),
+        (dict(stride=0), "stride must be at least 1"),
         (dict(groups=0), "groups must be at least 1"),
     ],
 )

@@ -22,22 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import _is_int, check_groups, conv2d_args, pair, same_padding
+from .args import as_int, check_groups, conv2d_args, padding_sides, pair
 from .im2col import col2im, im2col
 
 __all__ = ["Conv2dFunction", "Conv2d", "PADDING_MODES"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv2d's, all supported
-
-
-def _explicit_padding(padding, kernel, dilation) -> tuple[int, int, int, int]:
-    """``padding`` (int, pair, 'valid' or 'same', already checked) as ``(left, right, top, bottom)``."""
-    if padding == "valid":
-        return (0, 0, 0, 0)
-    if padding == "same":
-        return same_padding(kernel, dilation)
-    ph, pw = pair(padding, "padding", minimum=0)
-    return (pw, pw, ph, ph)
 
 
 class Conv2dFunction(torch.autograd.Function):
@@ -57,7 +47,7 @@ class Conv2dFunction(torch.autograd.Function):
         a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)  # clear errors for bad input
         x4 = x.unsqueeze(0) if a.unbatched else x
         kh, kw = a.kernel_size
-        pad = _explicit_padding(padding, (kh, kw), a.dilation)
+        pad = padding_sides(padding, (kh, kw), a.dilation, a.stride).lrtb
         xp = F.pad(x4, pad)  # left, right, top, bottom (asymmetric only for an even kernel with 'same')
         N, g = x4.shape[0], a.groups
         O, Cg = weight.shape[:2]
@@ -134,11 +124,8 @@ class Conv2d(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not _is_int(value):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        in_channels = as_int(in_channels, "in_channels", minimum=1)
+        out_channels = as_int(out_channels, "out_channels", minimum=1)
         groups = check_groups(groups)
         if in_channels % groups:
             raise ValueError(f"in_channels={in_channels} must be divisible by groups={groups}")
@@ -147,12 +134,8 @@ class Conv2d(nn.Module):
         kernel_size = pair(kernel_size, "kernel_size", minimum=1)
         stride = pair(stride, "stride", minimum=1)
         dilation = pair(dilation, "dilation", minimum=1)
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-            if padding == "same" and stride != (1, 1):
-                raise ValueError(f"padding='same' needs stride 1 (as in nn.Conv2d), got stride={stride}")
-        else:
+        sides = padding_sides(padding, kernel_size, dilation, stride)  # checks it
+        if not isinstance(padding, str):
             padding = pair(padding, "padding", minimum=0)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES} (as in nn.Conv2d), got {padding_mode!r}")
@@ -164,7 +147,7 @@ class Conv2d(nn.Module):
         self.groups, self.padding_mode = groups, padding_mode
         self.transposed, self.output_padding = False, (0, 0)  # attributes nn.Conv2d also has
         # What F.pad needs for a padding_mode other than 'zeros' (nn.Conv2d's _reversed_padding_repeated_twice).
-        self._pad_lrtb = _explicit_padding(padding, kernel_size, dilation)
+        self._pad_lrtb = sides.lrtb
 
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *kernel_size, **factory))

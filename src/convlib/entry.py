@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import _is_int, conv2d_args
+from .args import conv2d_args, is_int
 
 __all__ = ["entry_products", "EntryProducts"]
 
@@ -96,7 +96,7 @@ def _formatter(tensors):
 
 def _check_index(index, shape) -> tuple[int, ...]:
     names = "(n, o, i, j)" if len(shape) == 4 else "(o, i, j)"
-    if not isinstance(index, (tuple, list)) or not all(_is_int(k) for k in index):
+    if not isinstance(index, (tuple, list)) or not all(is_int(k) for k in index):
         raise TypeError(f"index must be a tuple of ints {names}, got {index!r}")
     if len(index) != len(shape):
         raise ValueError(

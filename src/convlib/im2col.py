@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_fits, check_tensor, conv2d_args, out_size, pair
+from .args import Sides, check_fits, check_tensor, conv2d_args, output_length, padding_sides, pair
 
 __all__ = ["im2col", "col2im", "conv2d_im2col", "patch_view"]
 
@@ -35,8 +35,8 @@ def patch_view(xp: torch.Tensor, kernel_size, stride=1, dilation=1) -> torch.Ten
     if not xp.is_contiguous():
         raise ValueError("patch_view needs a contiguous tensor: call .contiguous() first")
     N, C, H, W = xp.shape
-    check_fits((H, W), (kh, kw), (0, 0), (dh, dw))
-    Ho, Wo = out_size(H, kh, sh, 0, dh), out_size(W, kw, sw, 0, dw)
+    check_fits((H, W), (kh, kw), Sides(0, 0, 0, 0), (dh, dw))
+    Ho, Wo = output_length(H, kh, sh, 0, dh), output_length(W, kw, sw, 0, dw)
     sN, sC, sH, sW = xp.stride()
     return xp.as_strided(
         size=(N, C, kh, kw, Ho, Wo),
@@ -59,7 +59,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     x4 = x.unsqueeze(0) if unbatched else x
     if min(x4.shape) < 1:
         raise ValueError(f"input must not have an empty dimension, got shape {tuple(x.shape)}")
-    check_fits((x4.shape[2], x4.shape[3]), kernel, padding, dilation)
+    check_fits((x4.shape[2], x4.shape[3]), kernel, padding_sides(padding, kernel), dilation)
     ph, pw = padding
     xp = F.pad(x4, (pw, pw, ph, ph)).contiguous()
     view = patch_view(xp, kernel, stride, dilation)  # N x C x kh x kw x Ho x Wo, no copy yet
@@ -89,8 +89,8 @@ def col2im(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
     N, K, L = c3.shape
     if K % (kh * kw):
         raise ValueError(f"cols has {K} rows, which is not a multiple of kh*kw = {kh * kw}")
-    check_fits((H, W), kernel, padding, dilation, what="output")
-    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+    check_fits((H, W), kernel, padding_sides(padding, kernel), dilation, what="output")
+    Ho, Wo = output_length(H, kh, sh, ph, dh), output_length(W, kw, sw, pw, dw)
     if L != Ho * Wo:
         raise ValueError(
             f"cols has {L} columns but an output of {H}x{W} with kernel {kernel}, stride {stride}, "

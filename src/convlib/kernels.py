@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._checks import check_tensor
+from .args import check_tensor
 
 __all__ = ["sobel_x", "sobel_y", "gaussian", "sharpen", "laplacian", "hand_kernels", "stack_kernels"]
 

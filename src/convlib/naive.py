@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import conv2d_args
+from .args import check_tensor, conv2d_args
 
 __all__ = ["conv2d_naive", "corr2d", "conv2d_loops"]
 
@@ -21,8 +21,6 @@ def corr2d(X, K):
     ``Y[i, j] = sum(X[i:i+kh, j:j+kw] * K)`` for an H x W ``X`` and a kh x kw ``K`` (the d2l.ai ``corr2d``).
     This is what deep learning calls a convolution, on one channel.
     """
-    from ._checks import check_tensor
-
     check_tensor(X, "X")
     check_tensor(K, "K")
     if X.dim() != 2 or K.dim() != 2:

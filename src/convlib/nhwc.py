@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_fits, out_size, pair
+from .args import check_fits, output_length, padding_sides, pair
 
 __all__ = ["conv_reference", "conv_matmul", "conv_im2col"]
 
@@ -44,12 +44,12 @@ def _check(Z, weight, stride, padding):
     stride = pair(stride, "stride", minimum=1)
     padding = pair(padding, "padding", minimum=0)
     kernel = weight.shape[:2]
-    check_fits(Z.shape[1:3], kernel, padding, (1, 1))
+    check_fits(Z.shape[1:3], kernel, padding_sides(padding, kernel), (1, 1))
     (ph, pw) = padding
     if ph or pw:
         Z = np.pad(Z, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    Ho = out_size(Z.shape[1], kernel[0], stride[0], 0, 1)
-    Wo = out_size(Z.shape[2], kernel[1], stride[1], 0, 1)
+    Ho = output_length(Z.shape[1], kernel[0], stride[0], 0, 1)
+    Wo = output_length(Z.shape[2], kernel[1], stride[1], 0, 1)
     return Z, stride, Ho, Wo
 
 

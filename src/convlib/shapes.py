@@ -1,8 +1,8 @@
-"""Shape arithmetic: how large is the output of a convolution?"""
+"""Shape arithmetic: how large is the output of a convolution, and how much work is it?"""
 
 from __future__ import annotations
 
-from ._checks import _is_int, check_size, out_size, pair
+from .args import as_int, check_fits, check_groups, is_int, output_hw, padding_sides, pair
 
 __all__ = ["conv_output_size", "conv2d_output_shape", "conv2d_macs"]
 
@@ -21,33 +21,15 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
     >>> conv_output_size(32, 5)                       # a 5x5 filter on a CIFAR-10 image
     28
     """
-    size = check_size(size, "size")
-    kernel_size = check_size(kernel_size, "kernel_size")
-    for name, value, minimum in (("stride", stride, 1), ("dilation", dilation, 1)):
-        if not _is_int(value):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = 0
-        elif padding == "same":
-            if stride != 1:
-                raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
-            return size
-        else:
-            raise ValueError(f"padding must be an int, 'valid' or 'same', got {padding!r}")
-    elif not _is_int(padding):
-        raise TypeError(f"padding must be an int, got {padding!r}")
-    if padding < 0:
-        raise ValueError(f"padding must not be negative, got {padding}")
-    span = dilation * (kernel_size - 1) + 1
-    if span > size + 2 * padding:
-        raise ValueError(
-            f"kernel larger than the padded input: the kernel spans {span} (kernel {kernel_size}, "
-            f"dilation {dilation}) but the padded input is only {size + 2 * padding}"
-        )
-    return out_size(size, kernel_size, stride, padding, dilation)
+    size = as_int(size, "size", minimum=1)
+    kernel_size = as_int(kernel_size, "kernel_size", minimum=1)
+    stride = as_int(stride, "stride", minimum=1)
+    dilation = as_int(dilation, "dilation", minimum=1)
+    if not isinstance(padding, str):
+        padding = as_int(padding, "padding", minimum=0)
+    sides = padding_sides(padding, (kernel_size, kernel_size), (dilation, dilation), (stride, stride))
+    check_fits((size, size), (kernel_size, kernel_size), sides, (dilation, dilation))
+    return output_hw((size, size), (kernel_size,) * 2, (stride,) * 2, sides, (dilation,) * 2)[0]
 
 
 def conv2d_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1) -> tuple[int, int]:
@@ -68,21 +50,21 @@ def conv2d_macs(input_shape, weight_shape, stride=1, padding=0, dilation=1, grou
 
     ``N * O * Ho * Wo * (C/groups) * kh * kw`` for an input of shape (N, C, H, W) (or unbatched (C, H, W)) and a
     weight of shape (O, C/groups, kh, kw); the bias adds no multiplications and is not counted. This is how
-    often the innermost statement of ``convlib.conv2d_loops`` runs.
+    often the innermost statement of ``convlib.conv2d_loops`` runs. An empty batch (N = 0) needs none.
 
     >>> conv2d_macs((1, 3, 5, 5), (2, 3, 3, 3), stride=2, padding=1)   # the CS231n demo: 18 outputs x 27
     486
     """
     shapes = []
     for name, shape, dims in (("input_shape", input_shape, (3, 4)), ("weight_shape", weight_shape, (4,))):
-        if not isinstance(shape, (tuple, list)) or len(shape) not in dims or not all(_is_int(s) for s in shape):
+        if not isinstance(shape, (tuple, list)) or len(shape) not in dims or not all(is_int(s) for s in shape):
             want = "(N, C, H, W) or (C, H, W)" if name == "input_shape" else "(O, C/groups, kh, kw)"
             raise TypeError(f"{name} must be a tuple of ints {want}, got {shape!r}")
-        shapes.append([check_size(s, f"{name} entry") for s in shape])
+        batch = name == "input_shape" and len(shape) == 4
+        shapes.append([as_int(s, f"{name} entry", minimum=0 if batch and k == 0 else 1) for k, s in enumerate(shape)])
     ishape, (O, Cg, kh, kw) = shapes
     N, C, H, W = ishape if len(ishape) == 4 else [1, *ishape]
-    if not _is_int(groups) or groups < 1:
-        raise ValueError(f"groups must be an int of at least 1, got {groups!r}")
+    groups = check_groups(groups)
     if C % groups or O % groups or Cg * groups != C:
         raise ValueError(
             f"input has {C} channels and weight_shape {tuple(weight_shape)} with groups={groups} "

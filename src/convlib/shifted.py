@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from ._checks import conv2d_args
+from .args import conv2d_args
 
 __all__ = ["conv2d_shifted"]
 

@@ -40,14 +40,16 @@ import warnings
 
 import torch
 
-from ._checks import (
-    _is_int,
+from .args import (
+    check_fits,
     check_floating,
     check_groups,
     check_tensor,
     conv2d_args,
+    is_int,
+    output_hw,
+    padding_sides,
     pair,
-    same_padding,
 )
 
 __all__ = ["conv_matrix", "conv2d_toeplitz", "conv_matrix_loops", "doubly_blocked_toeplitz"]
@@ -70,9 +72,7 @@ def _geometry(weight, input_size, stride, padding, dilation, groups):
         raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
     if isinstance(input_size, torch.Size):
         input_size = tuple(input_size)
-    if not (
-        isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3) and all(_is_int(n) for n in input_size)
-    ):
+    if not (isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3) and all(is_int(n) for n in input_size)):
         raise TypeError(f"input_size must be (H, W) or (C, H, W), a tuple of ints, got {input_size!r}")
     if min(input_size) < 1:
         raise ValueError(f"input_size must not have an empty dimension, got {tuple(input_size)}")
@@ -92,34 +92,10 @@ def _geometry(weight, input_size, stride, padding, dilation, groups):
         C, (H, W) = Cg * groups, (int(n) for n in input_size)
     stride = pair(stride, "stride", minimum=1)
     dilation = pair(dilation, "dilation", minimum=1)
-    if isinstance(padding, str):
-        if padding == "valid":
-            pads = (0, 0, 0, 0)
-        elif padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
-            left, right, top, bottom = same_padding((kh, kw), dilation)
-            pads = (top, bottom, left, right)
-        else:
-            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    else:
-        ph, pw = pair(padding, "padding", minimum=0)
-        pads = (ph, ph, pw, pw)
-    top, bottom, left, right = pads
-    # as _checks.check_fits, but with the total padding of each axis ('same' may pad one side more)
-    for axis, n, k, d, total in (
-        ("height", H, kh, dilation[0], top + bottom),
-        ("width", W, kw, dilation[1], left + right),
-    ):
-        span = d * (k - 1) + 1
-        if span > n + total:
-            raise ValueError(
-                f"kernel larger than the padded input along the {axis}: the kernel spans {span} "
-                f"(kernel {k}, dilation {d}) but the padded input is only {n + total}"
-            )
-    Ho = (H + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    Wo = (W + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return C, H, W, Ho, Wo, stride, (top, left), dilation, groups
+    sides = padding_sides(padding, (kh, kw), dilation, stride)
+    check_fits((H, W), (kh, kw), sides, dilation)
+    Ho, Wo = output_hw((H, W), (kh, kw), stride, sides, dilation)
+    return C, H, W, Ho, Wo, stride, (sides.top, sides.left), dilation, groups
 
 
 # ---------------------------------------------------------------- the vectorised construction
@@ -215,7 +191,7 @@ def conv2d_toeplitz(x, weight, bias=None, stride=1, padding=0, dilation=1, group
     Ho, Wo = a.output_hw
     M = conv_matrix(a.weight, (C, H, W), a.stride, a.padding, a.dilation, a.groups)
     X = a.x.reshape(N, C * H * W).T  # one flattened image per column
-    Y = M @ X if N > 1 else (M @ X[:, 0])[:, None]  # (O*Ho*Wo) x N; a vector product is faster for N = 1
+    Y = M @ X if N != 1 else (M @ X[:, 0])[:, None]  # (O*Ho*Wo) x N; a vector product is faster for N = 1
     return a.finish(Y.T.reshape(N, O, Ho, Wo))
 
 

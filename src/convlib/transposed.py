@@ -23,16 +23,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import _is_int, check_groups, check_input_and_weight, check_size, check_tensor, pair
+from .args import (
+    as_int,
+    check_bias,
+    check_groups,
+    check_input_and_weight,
+    check_tensor,
+    output_length,
+    pair,
+    suggests_channels_last,
+    transposed_length,
+)
 from .im2col import col2im, conv2d_im2col
 
 __all__ = ["conv_transpose2d", "transposed_output_size", "insert_zeros", "flip_swap_kernel", "TRANSPOSED_METHODS"]
 
 TRANSPOSED_METHODS = ("scatter", "zero_insertion", "matrix")
-
-
-def _size(i: int, k: int, s: int, p: int, op: int, d: int) -> int:
-    return (i - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
 def transposed_output_size(size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1) -> int:
@@ -49,20 +55,14 @@ def transposed_output_size(size, kernel_size, stride=1, padding=0, output_paddin
     >>> transposed_output_size(4, 3, stride=2, padding=1, output_padding=1)  # 4 -> 8: exact 2x upsampling
     8
     """
-    size = check_size(size, "size")
-    kernel_size = check_size(kernel_size, "kernel_size")
-    for name, value, minimum in (
-        ("stride", stride, 1),
-        ("padding", padding, 0),
-        ("output_padding", output_padding, 0),
-        ("dilation", dilation, 1),
-    ):
-        if not _is_int(value):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    size = as_int(size, "size", minimum=1)
+    kernel_size = as_int(kernel_size, "kernel_size", minimum=1)
+    stride = as_int(stride, "stride", minimum=1)
+    padding = as_int(padding, "padding", minimum=0)
+    output_padding = as_int(output_padding, "output_padding", minimum=0)
+    dilation = as_int(dilation, "dilation", minimum=1)
     _check_output_padding((output_padding,), (stride,), (dilation,), ("",))
-    n = _size(size, kernel_size, stride, padding, output_padding, dilation)
+    n = transposed_length(size, kernel_size, stride, padding, output_padding, dilation)
     if n < 1:
         raise ValueError(_too_small(size, kernel_size, stride, padding, output_padding, dilation, n))
     return n
@@ -101,6 +101,7 @@ class TransposedArgs:
     dilation: tuple[int, int]
     groups: int
     unbatched: bool
+    channels_last: bool  # the caller's input or weight is channels-last: so is the result
 
     @property
     def kernel_size(self):
@@ -113,7 +114,7 @@ class TransposedArgs:
     @property
     def output_hw(self):
         return tuple(
-            _size(
+            transposed_length(
                 self.x.shape[2 + a],
                 self.kernel_size[a],
                 self.stride[a],
@@ -127,6 +128,8 @@ class TransposedArgs:
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
+        if self.channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
         return y[0] if self.unbatched else y
 
 
@@ -135,8 +138,6 @@ def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     check_input_and_weight(x, weight, "C_in", "(C_in, C_out/groups, kh, kw) as in nn.ConvTranspose2d")
     unbatched = x.dim() == 3
     x4 = x.unsqueeze(0) if unbatched else x
-    if min(x4.shape) < 1:
-        raise ValueError(f"input must not have an empty dimension, got shape {tuple(x.shape)}")
     groups = check_groups(groups)
     C = x4.shape[1]
     if weight.shape[0] != C:
@@ -147,17 +148,7 @@ def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     if C % groups:
         raise ValueError(f"groups={groups} does not divide the input's {C} channels")
     out_channels = weight.shape[1] * groups
-    if bias is not None:
-        check_tensor(bias, "bias")
-        if bias.dim() != 1 or bias.shape[0] != out_channels:
-            raise ValueError(
-                f"bias must be 1-D with {out_channels} entries (one per out-channel: weight.shape[1] * groups), "
-                f"got shape {tuple(bias.shape)}"
-            )
-        if bias.dtype != weight.dtype:
-            raise TypeError(f"bias must have the weight's dtype {weight.dtype}, got {bias.dtype}")
-        if bias.device != weight.device:
-            raise ValueError(f"bias must be on the weight's device {weight.device}, got {bias.device}")
+    check_bias(bias, out_channels, weight, "one per out-channel: weight.shape[1] * groups")
     if isinstance(padding, str):
         raise TypeError(
             f"padding must be an int or a pair of ints (h, w), got {padding!r}: a transposed convolution has no "
@@ -168,7 +159,8 @@ def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     output_padding = pair(output_padding, "output_padding", minimum=0)
     dilation = pair(dilation, "dilation", minimum=1)
     _check_output_padding(output_padding, stride, dilation, ("height", "width"))
-    a = TransposedArgs(x4, weight, bias, stride, padding, output_padding, dilation, groups, unbatched)
+    channels_last = suggests_channels_last(x) or suggests_channels_last(weight)
+    a = TransposedArgs(x4, weight, bias, stride, padding, output_padding, dilation, groups, unbatched, channels_last)
     for axis, n, i, k, s, p, op, d in zip(
         ("height", "width"), a.output_hw, x4.shape[2:], a.kernel_size, stride, padding, output_padding, dilation
     ):
@@ -257,8 +249,7 @@ def _matrix(a: TransposedArgs) -> torch.Tensor:
 def _conv_hw(a: TransposedArgs, Ho: int, Wo: int):
     """The output size of the convolution that the transposed convolution transposes (>= the input size)."""
     return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip((Ho, Wo), a.kernel_size, a.stride, a.padding, a.dilation)
+        output_length(n, k, s, p, d) for n, k, s, p, d in zip((Ho, Wo), a.kernel_size, a.stride, a.padding, a.dilation)
     )
 
 
