@@ -3,10 +3,16 @@
 Every convolution here takes PyTorch's layouts and arguments (input N x C x H x W, weight O x C/groups x kh x kw,
 ``stride``/``padding``/``dilation`` as an int or a pair, ``groups``) and returns what
 ``torch.nn.functional.conv2d`` returns, to floating-point round-off. Bad arguments raise a ``TypeError`` or
-``ValueError`` that names the problem.
+``ValueError`` that names the problem (:mod:`convlib.args` holds these conventions, written once).
+
+``import convlib`` loads the algorithms, which need nothing beyond torch and numpy. The support modules load when
+first used (``convlib.plot``, ``convlib.data``, ...): a reader who wants ``conv2d_im2col`` does not pay for the
+plotting stack.
 """
 
-from . import animate, data, fast, kernels, nhwc, plot, training, widgets
+import importlib
+
+from . import args, fast
 from .autograd import Conv2d, Conv2dFunction
 from .entry import EntryProducts, entry_products
 from .fast import conv2d
@@ -18,6 +24,20 @@ from .toeplitz import conv2d_toeplitz, conv_matrix, conv_matrix_loops, doubly_bl
 from .transposed import conv_transpose2d, flip_swap_kernel, insert_zeros, transposed_output_size
 
 __version__ = "0.1.0"
+
+# Submodules loaded on first use (PEP 562): plotting, widgets, data sets, training and the benchmark.
+_LAZY = ("animate", "bench", "data", "kernels", "nhwc", "plot", "training", "widgets")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'convlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "conv_output_size",
