@@ -72,4 +72,6 @@ __all__ = [
     "training",
     "conv2d",
     "fast",
+    "args",
+    "bench",
 ]
