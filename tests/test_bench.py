@@ -17,6 +17,7 @@ import convlib
 from convlib import bench, fast
 from convlib.bench import _fastpath, allocator, machine, methods
 from convlib.bench.__main__ import main as bench_main
+from convlib.bench.legacy import from_legacy
 from convlib.bench.suite import ABLATION, EXTRA
 
 
@@ -344,6 +345,26 @@ def test_command_line_stores_a_quick_run(tmp_path, capsys):
     (run,) = bench.load_runs(tmp_path, include_quick=True)
     assert [r["layer"] for r in run["suite"]][:: len(bench.METHODS)] == list(bench.QUICK)
     assert "sweeps" not in run and run["settings"]["bias"] is True
+
+
+def test_the_stored_historical_run_is_the_older_results_converted():
+    """The converted run keeps the older run's numbers and machine record, and says how it was measured."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "chapters" / "bench"
+    stored = next(r for r in bench.load_runs(root / "runs", include_historical=True) if r["historical"])
+    assert "differences" in stored["provenance"] and stored["code"]["commit"] is None
+    old_file = root / "results.json"
+    if not old_file.exists():
+        pytest.skip("the older results.json is gone: nothing to compare with")
+    old = json.loads(old_file.read_text())
+    again = from_legacy(old, stored["provenance"]["source"])
+    assert {k: v for k, v in stored.items() if k not in ("name", "path")} == json.loads(json.dumps(again))
+    assert stored["summary"]["geomean_ratio"] == old["summary"]["geomean_ratio"]
+    assert [r["median_s"] for r in stored["suite"] if "median_s" in r] == [
+        r["median_s"] for r in old["suite"] if "median_s" in r
+    ]
+    assert stored["machine"]["cpu"] == old["machine"]["cpu"] and stored["settings"]["bias"] is False
 
 
 # ---------------------------------------------------------------------------------------------- the registry
