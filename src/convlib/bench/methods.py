@@ -110,27 +110,44 @@ def _fast_bytes(layer: Layer, itemsize: int) -> int:
 def _builtin() -> list[Method]:
     import convlib
 
+    def naive_bytes(layer, itemsize):
+        return itemsize * _padded(layer)
+
     return [
         Method(
-            "naive loops",
-            "naive",
-            "#8D69B8",
-            per_call(convlib.conv2d_naive),
-            _naive_skip,
-            lambda layer, itemsize: itemsize * _padded(layer),
+            name="naive loops",
+            short="naive",
+            color="#8D69B8",
+            make=per_call(convlib.conv2d_naive),
+            skip=_naive_skip,
+            nbytes=naive_bytes,
         ),
-        Method("im2col (NCHW)", "im2col", "#3B75AF", per_call(convlib.conv2d_im2col), nbytes=_im2col_bytes),
-        Method("shifted", "shifted", "#EF8636", per_call(convlib.conv2d_shifted), nbytes=_shifted_bytes),
         Method(
-            "Toeplitz (sparse)",
-            "Toeplitz",
-            "#C53A32",
-            per_call(convlib.conv2d_toeplitz),
-            _toeplitz_skip,
-            _toeplitz_bytes,
+            name="im2col (NCHW)",
+            short="im2col",
+            color="#3B75AF",
+            make=per_call(convlib.conv2d_im2col),
+            nbytes=_im2col_bytes,
         ),
-        Method("convlib.conv2d", "conv2d", "#519E3E", per_call(convlib.conv2d), nbytes=_fast_bytes),
-        Method(REFERENCE, "F.conv2d", "#333333", per_call(F.conv2d)),
+        Method(
+            name="shifted",
+            short="shifted",
+            color="#EF8636",
+            make=per_call(convlib.conv2d_shifted),
+            nbytes=_shifted_bytes,
+        ),
+        Method(
+            name="Toeplitz (sparse)",
+            short="Toeplitz",
+            color="#C53A32",
+            make=per_call(convlib.conv2d_toeplitz),
+            skip=_toeplitz_skip,
+            nbytes=_toeplitz_bytes,
+        ),
+        Method(
+            name="convlib.conv2d", short="conv2d", color="#519E3E", make=per_call(convlib.conv2d), nbytes=_fast_bytes
+        ),
+        Method(name=REFERENCE, short="F.conv2d", color="#333333", make=per_call(F.conv2d)),
     ]
 
 
@@ -150,7 +167,7 @@ def _optional() -> list[Method]:
             made = make(importlib.import_module(module))
         except (ImportError, AttributeError):
             continue
-        found.append(Method(name, short, color, made, skip or (lambda layer: None)))
+        found.append(Method(name=name, short=short, color=color, make=made, skip=skip or (lambda layer: None)))
     return found
 
 

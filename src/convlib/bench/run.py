@@ -38,6 +38,7 @@ class RunConfig:
     ablation: Mapping[str, tuple[dict, ...]]
     conv_matrix: tuple[int, ...]  # image sizes H
     repeat: int  # timed calls per method and layer
+    warmup: int  # untimed calls of every method before them
     naive_repeat: int  # ... of the naive loops
     gemm_n: int  # the ceiling's n x n x n product
     gemm_repeat: int
@@ -60,6 +61,7 @@ def config(quick: bool = False, repeat: int | None = None) -> RunConfig:
             ablation=QUICK_ABLATION,
             conv_matrix=(8, 12),
             repeat=repeat or 5,
+            warmup=1,
             naive_repeat=1,
             gemm_n=512,
             gemm_repeat=3,
@@ -78,6 +80,7 @@ def config(quick: bool = False, repeat: int | None = None) -> RunConfig:
         ablation=ABLATION,
         conv_matrix=(8, 12, 16, 24, 32),
         repeat=repeat or 21,
+        warmup=2,
         naive_repeat=3,
         gemm_n=2048,
         gemm_repeat=11,
@@ -104,8 +107,11 @@ def _layer_fields(layer: Layer) -> dict:
     return {"label": layer.label, **{f: getattr(layer, f) for f in fields}}
 
 
-def time_layer(name: str, layer: Layer, methods, repeat: int, naive_repeat: int, device="cpu") -> list[dict]:
-    """Every method on one layer, interleaved (the naive loops with ``naive_repeat`` timed calls): one row each."""
+def time_layer(
+    name: str, layer: Layer, methods, repeat: int, naive_repeat: int, device="cpu", warmup: int = 2
+) -> list[dict]:
+    """Every method on one layer, interleaved, each after ``warmup`` untimed calls (the naive loops with
+    ``naive_repeat`` timed calls): one row per method."""
     x, w, b, kw = layer.tensors(device=device)
     rows, fns = [], {}
     for m in methods:
@@ -116,7 +122,7 @@ def time_layer(name: str, layer: Layer, methods, repeat: int, naive_repeat: int,
             fns[m] = METHODS[m].make(x, w, b, kw)
         rows.append({"layer": name, "method": m, "skipped": reason, **_layer_fields(layer)})
         rows[-1]["bytes"] = METHODS[m].nbytes(layer, x.element_size())
-    times = time_interleaved(fns, repeat, warmup=2, device=device, repeats={"naive loops": naive_repeat})
+    times = time_interleaved(fns, repeat, warmup=warmup, device=device, repeats={"naive loops": naive_repeat})
     ref = times.get(REFERENCE)
     for row in rows:
         t = times.get(row["method"])
@@ -131,7 +137,7 @@ def time_layer(name: str, layer: Layer, methods, repeat: int, naive_repeat: int,
     return rows
 
 
-def _ablation(ablation: dict, repeat: int) -> list[dict]:
+def _ablation(ablation: dict, repeat: int, warmup: int = 2) -> list[dict]:
     """``convlib.conv2d`` with each of its formulations, layouts and block sizes forced, against ``F.conv2d``."""
     from .. import fast
 
@@ -149,7 +155,7 @@ def _ablation(ablation: dict, repeat: int) -> list[dict]:
                 continue
             labels[label] = opts
             fns[label] = functools.partial(fast.conv2d, x, w, b, **kw, **opts)
-        times = time_interleaved(fns, repeat, warmup=2)
+        times = time_interleaved(fns, repeat, warmup=warmup)
         for label, opts in labels.items():
             ratio, ci = ratio_stats(times[label]["wall"], times[REFERENCE]["wall"])
             s = stats(times[label])
@@ -206,7 +212,8 @@ def _sweep_rows(sweeps: Mapping, methods, cfg: RunConfig, device, say) -> list[d
         for layer in layers:
             x = getattr(layer, SWEEP_X[sweep])
             say(f"sweep {sweep} = {x}")
-            timed = time_layer(layer.label, layer, methods, max(3, cfg.repeat // 2), cfg.naive_repeat, device)
+            repeat = max(3, cfg.repeat // 2)
+            timed = time_layer(layer.label, layer, methods, repeat, cfg.naive_repeat, device, cfg.warmup)
             rows += [dict(r, sweep=sweep, x=x) for r in timed]
     return rows
 
@@ -215,7 +222,7 @@ def _layers_rows(names, table: Mapping, methods, cfg: RunConfig, device, say) ->
     rows = []
     for name in names:
         say(f"layer {name}")
-        rows += time_layer(name, table[name], methods, cfg.repeat, cfg.naive_repeat, device)
+        rows += time_layer(name, table[name], methods, cfg.repeat, cfg.naive_repeat, device, cfg.warmup)
     return rows
 
 
@@ -235,7 +242,7 @@ def _section_fns(cfg: RunConfig, methods, threads: int, device, say) -> dict:
         "suite": lambda: _layers_rows(cfg.suite, SUITE, methods, cfg, device, say),
         "extra": lambda: _layers_rows(cfg.extra, EXTRA, methods, cfg, device, say),
         "sweeps": lambda: _sweep_rows(cfg.sweeps, methods, cfg, device, say),
-        "ablation": lambda: _ablation(cfg.ablation, cfg.repeat) if cpu else [],
+        "ablation": lambda: _ablation(cfg.ablation, cfg.repeat, cfg.warmup) if cpu else [],
         "conv_matrix": lambda: _conv_matrix_rows(cfg.conv_matrix, 5) if cpu else [],
         "training": lambda: time_training(train, cfg.training_repeat, cfg.cnn_batch, device, say),
         "allocator": lambda: _allocator(cfg, threads, device),
