@@ -219,8 +219,8 @@ def gemm_ceiling(n: int = 1024, repeat: int = 7, device="cpu", routes=None) -> d
     """Time every available GEMM route on one n x n x n float32 product, interleaved; the best is the ceiling.
 
     Returns ``{"n", "routes": {name: {library, note, available, reason | gflops + dispersion}}, "best",
-    "library", "gflops"}``; GFLOP/s are 2 n^3 / median time, with the rates at the slowest and fastest call and
-    at the ends of the median's bootstrap interval.
+    "library", "gflops"}``; GFLOP/s are 2 n^3 / median time, with the rates at the slowest and fastest call, at
+    the ends of the median's bootstrap interval, and per second of the thread's CPU time (``gflops_cpu``).
     """
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device)
@@ -242,6 +242,7 @@ def gemm_ceiling(n: int = 1024, repeat: int = 7, device="cpu", routes=None) -> d
             gflops=flops / s["median_s"] / 1e9,
             gflops_range=[flops / s["max_s"] / 1e9, flops / s["min_s"] / 1e9],
             gflops_ci=[flops / s["ci_s"][1] / 1e9, flops / s["ci_s"][0] / 1e9],
+            gflops_cpu=flops / s["cpu_median_s"] / 1e9,  # per second of this thread's CPU time: less load-bound
             **s,
         )
     best = max(calls, key=lambda k: out[k]["gflops"])
