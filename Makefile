@@ -97,8 +97,10 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-# Time every convolution method against F.conv2d (one thread; a few minutes) and store the results and figures
-# in chapters/bench/ (what chapter 6 shows). Run it on a quiet machine.
+# Time every convolution method against F.conv2d (one thread; a few minutes) and store the run, numbers and
+# figures, as a new folder chapters/bench/runs/<date>_<cpu>/ (chapter 6 reads every stored run). Run it on a
+# quiet machine.
+BENCH_OUT ?= chapters/bench/runs
 .PHONY: bench
 bench: $(STAMP)
-	$(BIN)/python -m convlib.bench
+	$(BIN)/python -m convlib.bench --out $(BENCH_OUT)
