@@ -89,7 +89,8 @@ def circular_conv_matrix(weight, input_size, stride=1, padding="same", dilation=
     col = M0.col_indices().long()
     c, rq = col // (Hp * Wp), col % (Hp * Wp)
     r, q = (rq // Wp - sides.top) % H, (rq % Wp - sides.left) % W
-    M = torch.sparse_coo_tensor(torch.stack([rows, (c * H + r) * W + q]), M0.values(), (M0.shape[0], C * H * W))
+    index = torch.stack([rows, (c * H + r) * W + q])
+    M = torch.sparse_coo_tensor(index, M0.values(), (M0.shape[0], C * H * W), check_invariants=False)
     M = M.coalesce()  # a kernel wider than the image wraps onto a pixel more than once: the entries add up
     return M.to_sparse_csr() if sparse else M.to_dense()
 
@@ -160,7 +161,7 @@ def circulant_factors(weight, input_size, padding="same", dilation=1, groups=1) 
     lam = circulant_eigenvalues(weight, tuple(input_size)[-2:], padding, dilation)  # O x C/g x H x W
     O, C = lam.shape[0], lam.shape[1] * groups
     F = dft2_matrix(H, W, dtype=lam.dtype, device=lam.device)
-    F_inv = F.conj().T / (H * W)
+    F_inv = (F.conj().T / (H * W)).contiguous()  # F^-1 = F^H / (H W)
     full = _full_channels(lam, groups).reshape(O, C, H * W)
     Lambda = torch.diag_embed(full).permute(0, 2, 1, 3).reshape(O * H * W, C * H * W)
     eye = lambda n: torch.eye(n, dtype=lam.dtype, device=lam.device)  # noqa: E731

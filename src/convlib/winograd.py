@@ -336,7 +336,7 @@ class WinogradPlan(NamedTuple):
 
     @property
     def block_tiles(self) -> int:
-        return max((n1 - n0) * (t1 - t0) for n0, n1, t0, t1 in self.blocks) * self.tiles[1]
+        return max(((n1 - n0) * (t1 - t0) for n0, n1, t0, t1 in self.blocks), default=0) * self.tiles[1]
 
 
 # Bytes of one block's transformed input (alpha^2 x tiles x C): measured (see the module costs) on 3x3 layers
@@ -354,14 +354,16 @@ def winograd_plan(N, C, H, W, O, padding=(1, 1), groups=1, m=4, itemsize=4, bloc
     Th, Tw = -(-Ho // m), -(-Wo // m)
     per_row = alpha * alpha * Tw * max(C, O) * itemsize  # one tile row's transformed input (or output)
     rows = max(1, (BLOCK_BYTES if block_bytes is None else block_bytes) // per_row)
-    if rows >= Th:  # several whole images per block, balanced
+    if N == 0:
+        blocks = ()
+    elif rows >= Th:  # several whole images per block, balanced
         k = min(N, rows // Th)
         k = -(-N // -(-N // k))
         blocks = tuple((n0, min(N, n0 + k), 0, Th) for n0 in range(0, N, k))
     else:
         rows = -(-Th // -(-Th // rows))
         blocks = tuple((n, n + 1, t0, min(Th, t0 + rows)) for n in range(N) for t0 in range(0, Th, rows))
-    P = max((b[1] - b[0]) * (b[3] - b[2]) for b in blocks) * Tw
+    P = max(((b[1] - b[0]) * (b[3] - b[2]) for b in blocks), default=0) * Tw
     return WinogradPlan(
         m=m,
         alpha=alpha,
