@@ -38,20 +38,28 @@ def check_float32(conv, cfg, tol, **extra):
     assert err <= tol * max(bound_scale(x, weight), 1e-30) + 1e-30, err
 
 
+def circular_pad(x, sides):
+    """Pad by wrapping around, by indexing: any amount (F.pad(mode='circular') wraps at most once)."""
+    H, W = x.shape[-2:]
+    rows = torch.arange(-sides.top, H + sides.bottom) % H
+    cols = torch.arange(-sides.left, W + sides.right) % W
+    return x[..., rows, :][..., cols]
+
+
 def circular_reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """``nn.Conv2d(padding_mode='circular')``: F.pad(mode='circular') then F.conv2d without padding."""
+    """``nn.Conv2d(padding_mode='circular')``: pad by wrapping around, then F.conv2d without padding."""
     kernel = tuple(weight.shape[2:])
     sides = convlib.args.padding_sides(padding, kernel, as_pair(dilation), as_pair(stride))
-    return F.conv2d(F.pad(x, sides.lrtb, mode="circular"), weight, bias, stride, 0, dilation, groups)
+    return F.conv2d(circular_pad(x, sides), weight, bias, stride, 0, dilation, groups)
 
 
-def _fits_circular(x, kw):
-    """F.pad(mode='circular') wraps at most once: padding no wider than the image."""
+@given(cfg=conv_configs(allow_same=True))
+def test_circular_pad_by_indexing_is_F_pad_circular(cfg):
+    x, weight, _, kw = cfg
+    sides = convlib.args.padding_sides(kw["padding"], tuple(weight.shape[2:]), as_pair(kw["dilation"]))
     H, W = x.shape[-2:]
-    if kw["padding"] in ("same", "valid"):
-        return True
-    ph, pw = as_pair(kw["padding"])
-    return ph <= H and pw <= W
+    if max(sides.top, sides.bottom) <= H and max(sides.left, sides.right) <= W:
+        assert torch.equal(circular_pad(x, sides), F.pad(x, sides.lrtb, mode="circular"))
 
 
 # ---------------------------------------------------------------- conv2d_fft equals F.conv2d
@@ -82,9 +90,7 @@ def test_conv2d_fft_unbatched_input(cfg):
 
 @given(cfg=conv_configs(allow_same=True))
 def test_conv2d_fft_circular_padding_equals_padded_F_conv2d(cfg):
-    x, _, _, kw = cfg
-    if _fits_circular(x, kw):
-        check_conv(fft.conv2d_fft, cfg, reference=circular_reference, padding_mode="circular")
+    check_conv(fft.conv2d_fft, cfg, reference=circular_reference, padding_mode="circular")
 
 
 def test_conv2d_fft_circular_padding_wider_than_the_image():
@@ -92,8 +98,7 @@ def test_conv2d_fft_circular_padding_wider_than_the_image():
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
     y = fft.conv2d_fft(x, w, padding=(6, 7), padding_mode="circular")
-    xp = x[:, :, torch.arange(-6, 4 + 6) % 4][:, :, :, torch.arange(-7, 5 + 7) % 5]  # wrap by indexing
-    torch.testing.assert_close(y, F.conv2d(xp, w))
+    torch.testing.assert_close(y, circular_reference(x, w, padding=(6, 7)))
 
 
 @pytest.mark.parametrize("fmt_input,fmt_weight", [(True, False), (False, True), (True, True)])
@@ -220,8 +225,6 @@ def test_dft_matrices_are_torch_fft(n, H, W):
 @given(cfg=conv_configs(allow_same=True))
 def test_circular_conv_matrix_times_image_is_circular_conv(cfg):
     x, weight, _, kw = cfg
-    if not _fits_circular(x, kw):
-        return
     N, C, H, W = x.shape
     M = fft.circular_conv_matrix(weight, (C, H, W), **kw)
     expected = circular_reference(x, weight, **kw).reshape(N, -1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import check_conv, int_or_pair
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_core import BAD_CONV_CALLS, WT, X
 from test_fft import check_float32
@@ -90,8 +90,14 @@ def test_toom_cook_computes_the_correlation_exactly(m, r):
     assert len(tc.AT) == m and len(tc.AT[0]) == len(tc.G) == len(tc.BT) == m + r - 1 and len(tc.G[0]) == r
 
 
+@settings(max_examples=40)  # exact rational arithmetic: ~0.1 s per example; the grid above covers the rest
 @given(
-    points=st.lists(st.fractions(min_value=-4, max_value=4, max_denominator=4), min_size=3, max_size=6, unique=True),
+    points=st.lists(
+        st.sampled_from([Fraction(n, d) for n in range(-5, 6) for d in (1, 2, 3, 4)]),
+        min_size=3,
+        max_size=6,
+        unique=True,
+    ),
     infinity=st.booleans(),
     r=st.integers(1, 3),
 )
@@ -222,12 +228,9 @@ def test_conv2d_winograd_any_tile_size(cfg, m):
 
 
 @given(cfg=winograd_configs(), block_bytes=st.integers(1, 50_000))
-def test_conv2d_winograd_any_blocks_same_result(cfg, block_bytes):
-    """Blocks of one tile row up to whole batches: the same numbers (to the round-off of the GEMMs, whose
-    summation order may depend on their sizes)."""
-    x, w, b, kw = cfg
-    expected = wg.conv2d_winograd(x, w, b, **kw, block_bytes=1 << 30)
-    torch.testing.assert_close(wg.conv2d_winograd(x, w, b, **kw, block_bytes=block_bytes), expected)
+def test_conv2d_winograd_any_blocks(cfg, block_bytes):
+    """Blocks of one tile row up to whole batches."""
+    check_conv(wg.conv2d_winograd, cfg, block_bytes=block_bytes)
 
 
 @given(cfg=winograd_configs(max_groups=2))
