@@ -12,16 +12,17 @@ from conftest import check_conv, int_or_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_core import BAD_CONV_CALLS, WT, X
-from test_fft import check_float32
+from test_fft import check_channels_last, check_float32
 
 import convlib
 from convlib import winograd as wg
 
 # float32 tolerance of conv2d_winograd per tile size m, relative to the largest output the inputs allow
-# (max|x| * max_o sum|w_o|, as for the FFT). Measured: 3000 random configurations (1-40 channels per group)
-# gave at most 4.1e-8 (m=2), 2.0e-7 (m=4), 4.4e-7 (m=6); F.conv2d itself 6.4e-8. Each tolerance leaves a
-# factor of 5 to 12.
-WINOGRAD_TOL32 = {2: 5e-7, 4: 1.5e-6, 6: 3e-6}
+# (max|x| * max_o sum|w_o|, as for the FFT). Measured: 5000 configurations drawn from winograd_configs below
+# gave at most 1.3e-7 (m=2), 3.0e-6 (m=4), 7.8e-6 (m=6), F.conv2d itself 8.4e-8; the worst are layers with
+# one or two channels (few products to average the transforms' rounding over) and wide padding. Each
+# tolerance leaves a factor of 3 to 4.
+WINOGRAD_TOL32 = {2: 5e-7, 4: 1e-5, 6: 2.5e-5}
 
 Fr = Fraction
 # Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016), F(2, 3) and F(4, 3)
@@ -290,16 +291,7 @@ def test_kernel_cache_identity_version_and_uncacheable_weights():
 
 @pytest.mark.parametrize("fmt_input,fmt_weight", [(True, False), (False, True), (True, True)])
 def test_conv2d_winograd_channels_last_like_pytorch(fmt_input, fmt_weight):
-    x = torch.randn(2, 6, 9, 7, dtype=torch.float64)
-    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
-    if fmt_input:
-        x = x.contiguous(memory_format=torch.channels_last)
-    if fmt_weight:
-        w = w.contiguous(memory_format=torch.channels_last)
-    y, expected = wg.conv2d_winograd(x, w, groups=2, padding=1), F.conv2d(x, w, groups=2, padding=1)
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    assert expected.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(y, expected)
+    check_channels_last(wg.conv2d_winograd, fmt_input, fmt_weight, kernel=(3, 3))
 
 
 def test_conv2d_winograd_empty_batch():

@@ -32,7 +32,7 @@ import torch
 
 from .args import check_fits, conv2d_args, is_int, output_hw, padding_sides, pair
 from .toeplitz import _geometry, conv_matrix
-from .transformed import KernelCache, all_finite, compute_dtype, direct_conv2d, finish
+from .transformed import all_finite, check_cache, compute_dtype, direct_conv2d, finish
 
 __all__ = [
     "dft_matrix",
@@ -282,8 +282,7 @@ def _outputs(y: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
 def _check_fft_options(x, padding_mode, cache):
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-    if cache is not None and not isinstance(cache, KernelCache):
-        raise TypeError(f"cache must be a convlib.KernelCache or None, got {type(cache).__name__}")
+    check_cache(cache)
     if x.is_complex():
         raise TypeError(f"conv2d_fft needs a real floating-point dtype (it uses real FFTs), got {x.dtype}")
 

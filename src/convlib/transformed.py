@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["KernelCache", "all_finite", "direct_conv2d", "finish", "compute_dtype"]
+__all__ = ["KernelCache", "check_cache", "all_finite", "direct_conv2d", "finish", "compute_dtype"]
 
 
 class KernelCache:
@@ -82,6 +82,12 @@ class KernelCache:
 
     def __repr__(self) -> str:
         return f"KernelCache({len(self)} of {self.maxsize} entries, {self.hits} hits, {self.misses} misses)"
+
+
+def check_cache(cache) -> None:
+    """``cache`` must be a :class:`KernelCache` or None (``TypeError`` otherwise)."""
+    if cache is not None and not isinstance(cache, KernelCache):
+        raise TypeError(f"cache must be a convlib.KernelCache or None, got {type(cache).__name__}")
 
 
 def all_finite(*tensors) -> bool:

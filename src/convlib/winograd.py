@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 
 from .args import conv2d_args
-from .transformed import KernelCache, all_finite, compute_dtype, direct_conv2d, finish
+from .transformed import all_finite, check_cache, compute_dtype, direct_conv2d, finish
 
 __all__ = [
     "INFINITY",
@@ -385,14 +385,15 @@ def winograd_kernel(weight: torch.Tensor, m: int = 4, groups: int = 1) -> torch.
     ``weight`` is O x C/groups x r x r. Returns alpha^2 * groups matrices of shape C/g x O/g (a tensor
     ``(alpha^2 * groups) x C/g x O/g``): entry ``[(xi * alpha + nu) * groups + gamma, c, o]`` is
     ``(G g G^T)[xi, nu]`` for out-channel ``gamma * O/g + o`` and in-channel ``c`` of group ``gamma``.
+    All O*C/g kernels in one matrix product: ``vec(G g G^T) = (G (x) G) vec(g)`` (row-major ``vec``).
     """
     O, Cg, r, r2 = weight.shape
     if r != r2:
         raise ValueError(f"the Winograd kernel transform needs a square kernel, got {r}x{r2}")
     _, G, _ = _matrices(m, r, weight.dtype, weight.device)
     a = m + r - 1
-    U = G @ weight @ G.T  # O x C/g x alpha x alpha
-    return U.reshape(groups, O // groups, Cg, a, a).permute(3, 4, 0, 2, 1).reshape(a * a * groups, Cg, O // groups)
+    U = torch.kron(G, G) @ weight.reshape(O * Cg, r * r).T  # alpha^2 x O*C/g
+    return U.view(a * a, groups, O // groups, Cg).transpose(2, 3).reshape(a * a * groups, Cg, O // groups)
 
 
 class _Workspace:
@@ -478,7 +479,12 @@ def _blocks(ws: _Workspace, plan: WinogradPlan, tiles, U, groups):
         dst.copy_(y.view(m, m, g, nb, tb, Tw, Og).permute(3, 4, 0, 5, 1, 2, 6))
 
 
-def _check_winograd(a, m):
+def _check_winograd(a, m, cache, block_bytes):
+    check_cache(cache)
+    if block_bytes is not None and (
+        not isinstance(block_bytes, int) or isinstance(block_bytes, bool) or block_bytes < 1
+    ):
+        raise ValueError(f"block_bytes must be a positive int or None, got {block_bytes!r}")
     kh, kw = a.kernel_size
     if (kh, kw) != (3, 3):
         raise ValueError(f"conv2d_winograd needs a 3x3 kernel, got {kh}x{kw} (use conv2d_fft or conv2d)")
@@ -548,13 +554,7 @@ def conv2d_winograd(
     runs the same algorithm with out-of-place operations).
     """
     a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)
-    _check_winograd(a, m)
-    if cache is not None and not isinstance(cache, KernelCache):
-        raise TypeError(f"cache must be a convlib.KernelCache or None, got {type(cache).__name__}")
-    if block_bytes is not None and (
-        not isinstance(block_bytes, int) or isinstance(block_bytes, bool) or block_bytes < 1
-    ):
-        raise ValueError(f"block_bytes must be a positive int or None, got {block_bytes!r}")
+    _check_winograd(a, m, cache, block_bytes)
     if finite_check and not all_finite(a.x, a.weight):
         return direct_conv2d(x, weight, bias, stride, padding, dilation, groups)
     N, C, H, W = a.x.shape
