@@ -385,3 +385,17 @@ def test_kernel_canvas_flips_and_rolls():
             expected[(1 - u) % 4, (1 - v) % 5] = K[0, 0, u, v]
     assert torch.equal(h, expected)
     assert h[0, 0] == 5 and h[1, 1] == 1 and h[3, 4] == 9
+
+
+@given(cfg=conv_configs(allow_same=True), circular=st.booleans())
+def test_pruned_kernel_spectrum_equals_the_full_transform(cfg, circular):
+    """The kernel's spectrum from its own rows and a phase equals rfft2 of the kernel canvas (wrapped or not)."""
+    x, weight, _, kw = cfg
+    g = kw["groups"]
+    mode = "circular" if circular else "zeros"
+    plan = fft.fft_plan(tuple(x.shape), tuple(weight.shape), **kw, padding_mode=mode)
+    d = as_pair(kw["dilation"])
+    full = torch.fft.rfft2(fft.kernel_canvas(weight, plan.canvas, plan.offset, d)).permute(2, 3, 0, 1)
+    O, Cg = weight.shape[:2]
+    expected = full.reshape(plan.frequencies, g, O // g, Cg)
+    torch.testing.assert_close(fft._spectrum(weight, plan, d, g), expected, rtol=1e-4, atol=1e-4)

@@ -262,11 +262,37 @@ def fft_plan(
     )
 
 
+def _phase(n: int, frequencies: int, shift: int, dtype, device) -> torch.Tensor:
+    """``exp(-2 pi i f shift / n)`` for f < ``frequencies``: the DFT of a roll by ``shift`` samples."""
+    f = torch.arange(frequencies, dtype=torch.float64, device=device)
+    angle = (-2 * math.pi / n) * torch.remainder(f * shift, n)
+    return torch.polar(torch.ones_like(angle), angle).to(dtype)
+
+
 def _spectrum(weight, plan: FFTPlan, dilation, groups) -> torch.Tensor:
-    """rfft2 of the kernel canvas, as (frequencies, groups, O/g, C/g): the A operands of the batched products."""
-    O, Cg = weight.shape[:2]
-    K = torch.fft.rfft2(kernel_canvas(weight, plan.canvas, plan.offset, dilation))  # O x C/g x Lh x Lf
-    return K.permute(2, 3, 0, 1).reshape(plan.frequencies, groups, O // groups, Cg).contiguous()
+    """rfft2 of the kernel canvas, as (frequencies, groups, O/g, C/g): the A operands of the batched products.
+
+    Pruned when the (dilated) kernel fits on the canvas: the row transforms run on its kh*dh rows only (the
+    others are zero), and the roll that puts tap (top, left) at (0, 0) becomes a phase factor per frequency.
+    About twice as fast as ``rfft2(kernel_canvas(...))`` (measured on 48 x 48 filters, 7x7 on 24 x 24).
+    """
+    O, Cg, kh, kw = weight.shape
+    (Lh, Lw), (dh, dw), (top, left) = plan.canvas, dilation, plan.offset
+    Lf = Lw // 2 + 1
+    if dh * (kh - 1) >= Lh or dw * (kw - 1) >= Lw:  # the kernel wraps around the canvas: fold it first
+        K = torch.fft.rfft2(kernel_canvas(weight, plan.canvas, plan.offset, dilation)).permute(2, 3, 0, 1)
+        return K.reshape(plan.frequencies, groups, O // groups, Cg).contiguous()
+    flipped = weight.new_zeros(O, Cg, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    flipped[..., ::dh, ::dw] = weight.flip(2, 3)  # tap (u, v) at ((kh-1-u) dh, (kw-1-v) dw)
+    K = torch.fft.fft(torch.fft.rfft(flipped, n=Lw, dim=-1), n=Lh, dim=-2)  # O x C/g x Lh x Lf
+    rows = _phase(Lh, Lh, top - dh * (kh - 1), K.dtype, K.device)
+    cols = _phase(Lw, Lf, left - dw * (kw - 1), K.dtype, K.device)
+    phase = (rows[:, None] * cols[None, :])[:, :, None, None]
+    if K.requires_grad:  # autograd records no out= operation
+        out = (K.permute(2, 3, 0, 1) * phase).contiguous()
+    else:  # the phase and the re-ordering in one pass
+        out = torch.mul(K.permute(2, 3, 0, 1), phase, out=torch.empty(Lh, Lf, O, Cg, dtype=K.dtype, device=K.device))
+    return out.view(plan.frequencies, groups, O // groups, Cg)
 
 
 def _outputs(y: torch.Tensor, plan: FFTPlan) -> torch.Tensor:
