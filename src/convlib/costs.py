@@ -42,6 +42,7 @@ __all__ = [
     "TimedLayer",
     "TIME_LAYERS",
     "time_table",
+    "block_sweep",
     "cpu_model",
     "format_table",
 ]
@@ -218,7 +219,8 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
     """Time every applicable method on every layer; returns ``{"machine": {...}, "rows": [...]}``.
 
     Each row: ``layer``, ``method``, ``median_ms``, ``min_ms``, ``max_ms``, ``ratio`` (median over
-    ``F.conv2d``'s median in the same run; below 1 is faster), ``max_error`` (:func:`normalized_error`'s max
+    ``F.conv2d``'s median in the same run; below 1 is faster), ``ratio_min`` (the same for the fastest calls,
+    the least disturbed by other processes), ``max_error`` (:func:`normalized_error`'s max
     against ``F.conv2d`` in float64, a check that the timed call computes the layer). ``machine``: CPU model,
     threads, torch version, load average before and after (a busy machine makes the times noisy; compare
     ratios, and re-run on a quiet one before quoting absolute times).
@@ -233,7 +235,7 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
             reference = F.conv2d(x.double(), w.double(), **kw)
             fns = _timed_methods(x, w, kw)
             times = _interleaved(fns, repeat, warmup, seed)
-            base = statistics.median(times["F.conv2d"])
+            base, base_min = statistics.median(times["F.conv2d"]), min(times["F.conv2d"])
             for name, t in times.items():
                 err = normalized_error(fns[name](), reference)["max"]
                 med = statistics.median(t)
@@ -245,6 +247,7 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
                         min_ms=1e3 * min(t),
                         max_ms=1e3 * max(t),
                         ratio=med / base,
+                        ratio_min=min(t) / base_min,
                         max_error=err,
                     )
                 )
@@ -252,6 +255,36 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
         torch.set_num_threads(previous)
     machine["load_after"] = os.getloadavg()
     return {"machine": machine, "rows": rows}
+
+
+def block_sweep(layers=TIME_LAYERS[:2], sizes_mib=(1, 2, 4, 8, 16), m: int = 4, repeat: int = 11, seed: int = 0):
+    """Winograd's block size, measured: ``conv2d_winograd`` (kernel cached) with blocks of each size in MiB,
+    interleaved with ``F.conv2d`` on each layer, one thread. Rows: ``layer``, ``block_mib``, ``ratio`` (median
+    over F.conv2d's median), ``median_ms``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        for layer in layers:
+            x, w, kw = layer.tensors(seed)
+            cache = KernelCache()
+            fns = {"F.conv2d": functools.partial(F.conv2d, x, w, **kw)}
+            for s in sizes_mib:
+                fns[s] = functools.partial(conv2d_winograd, x, w, **kw, m=m, cache=cache, block_bytes=int(s * 2**20))
+            times = _interleaved(fns, repeat, 2, seed)
+            base = statistics.median(times.pop("F.conv2d"))
+            for s, t in times.items():
+                rows.append(
+                    dict(
+                        layer=layer.name,
+                        block_mib=s,
+                        ratio=statistics.median(t) / base,
+                        median_ms=1e3 * statistics.median(t),
+                    )
+                )
+    finally:
+        torch.set_num_threads(previous)
+    return rows
 
 
 def format_table(rows: list[dict], columns=None) -> str:

@@ -339,10 +339,12 @@ class WinogradPlan(NamedTuple):
         return max(((n1 - n0) * (t1 - t0) for n0, n1, t0, t1 in self.blocks), default=0) * self.tiles[1]
 
 
-# Bytes of one block's transformed input (alpha^2 x tiles x C): measured (see the module costs) on 3x3 layers
-# with 64-256 channels, 4-16 MiB blocks were equally fast and 1 MiB ones up to 25% slower (the products get
-# too small); the transforms are bound by the small-matrix products, not by the cache.
-BLOCK_BYTES = 8 << 20
+# Bytes of one block's transformed input (alpha^2 x tiles x max(C, O)), measured with
+# convlib.costs.block_sweep (F(4x4, 3x3), cached kernel, AMD EPYC, one thread, interleaved, a busy machine):
+# against F.conv2d, 8x128x28^2 -> 128 took 0.75 / 0.68 / 0.67 / 0.68 / 0.74 of its time with 1 / 2 / 4 / 8 / 16
+# MiB blocks, 8x64x56^2 -> 64 took 0.87 / 0.86 / 0.90 / 1.07 (16 MiB) / 1.03 (64 MiB). Flat from 1 to 4 MiB,
+# about the size of a core's L2; larger blocks fall out of it, smaller ones make the GEMMs too thin.
+BLOCK_BYTES = 2 << 20
 
 
 def winograd_plan(N, C, H, W, O, padding=(1, 1), groups=1, m=4, itemsize=4, block_bytes=None) -> WinogradPlan:
