@@ -151,6 +151,15 @@ def test_winograd_1d_and_2d_on_one_tile(m):
         wg.winograd_1d(d[:-1], g, tc)
 
 
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (3, 2), (6, 3)])
+def test_polynomial_product_is_the_full_convolution(m, r):
+    """The same three matrices multiply polynomials: B [(A a) . (G g)] = a * g (transposition principle)."""
+    a, g = torch.randn(m, dtype=torch.float64), torch.randn(r, dtype=torch.float64)
+    full = F.conv1d(a[None, None], g.flip(0)[None, None], padding=r - 1)[0, 0]  # a(x) g(x)'s coefficients
+    torch.testing.assert_close(wg.polynomial_product(a, g, wg.toom_cook(m, r)), full)
+    torch.testing.assert_close(wg.polynomial_product(a, g), full)
+
+
 def test_multiplications_per_output():
     assert wg.multiplications(2) == (9, 4, Fraction(9, 4))  # F(2x2, 3x3): 16 products for 4 outputs
     assert wg.multiplications(4) == (9, Fraction(9, 4), 4)  # F(4x4, 3x3): 36 for 16

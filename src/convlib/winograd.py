@@ -45,6 +45,7 @@ __all__ = [
     "ToomCook",
     "interpolation_points",
     "toom_cook",
+    "polynomial_product",
     "winograd_1d",
     "winograd_2d",
     "Multiplications",
@@ -219,6 +220,19 @@ def toom_cook(m: int, r: int = 3, points=None, *, integer_BT: bool = True) -> To
 
 def _float_matrices(tc, like):
     return tc.tensors(dtype=like.dtype, device=like.device)
+
+
+def polynomial_product(a: torch.Tensor, g: torch.Tensor, tc: ToomCook | None = None) -> torch.Tensor:
+    """``B [(A a) . (G g)]`` (``A``, ``B`` the transposes of ``A^T``, ``B^T``): Toom-Cook's polynomial product.
+
+    The alpha coefficients of ``a(x) g(x)`` (``a``: m coefficients, ``g``: r), i.e. the full convolution of
+    the two sequences: evaluate both polynomials at the points, multiply the alpha values, interpolate.
+    Winograd's F(m, r) (:func:`winograd_1d`) is this algorithm transposed: the same matrices, the roles of
+    ``A`` and ``B`` swapped.
+    """
+    tc = tc or toom_cook(a.shape[-1], g.shape[-1])
+    AT, G, BT = _float_matrices(tc, a)
+    return BT.T @ ((AT.T @ a) * (G @ g))
 
 
 def winograd_1d(d: torch.Tensor, g: torch.Tensor, tc: ToomCook | None = None) -> torch.Tensor:
