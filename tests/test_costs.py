@@ -59,8 +59,8 @@ def test_time_table_structure():
     for r in rows:
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["max_error"] < 1e-4
         if r["method"] == "F.conv2d":
-            assert math.isclose(r["ratio"], 1.0) and math.isclose(r["ratio_min"], 1.0)
-        assert r["ratio"] > 0 and r["ratio_min"] > 0
+            assert math.isclose(r["ratio"], 1.0) and math.isclose(r["ratio_min"], 1.0) and r["cpu_ratio"] == 1.0
+        assert r["ratio"] > 0 and r["ratio_min"] > 0 and r["cpu_ratio"] > 0 and r["cpu_ms"] > 0
     table = costs.format_table(rows, ["layer", "method", "ratio"])
     assert table.count("\n") == len(rows) + 1 and "| F.conv2d | 1 |" in table
 
@@ -68,4 +68,4 @@ def test_time_table_structure():
 def test_block_sweep_structure():
     layer = costs.TimedLayer(2, 4, 8, 4, 3, 1)
     rows = costs.block_sweep((layer,), sizes_mib=(0.01, 1), repeat=1)
-    assert [r["block_mib"] for r in rows] == [0.01, 1] and all(r["ratio"] > 0 for r in rows)
+    assert [r["block_mib"] for r in rows] == [0.01, 1] and all(r["ratio"] > 0 and r["cpu_ratio"] > 0 for r in rows)

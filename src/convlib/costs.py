@@ -200,30 +200,56 @@ def _timed_methods(x, w, kw) -> dict:
 
 
 def _interleaved(fns: dict, repeat: int, warmup: int, seed: int) -> dict:
-    """Seconds per call of each function: rounds of one call each, in a new random order every round."""
+    """Per function, the wall-clock and this thread's CPU seconds of each call: rounds of one call each, in a
+    new random order every round. CPU time leaves out the time other processes hold the core (it still
+    counts what they do to the caches): on a shared machine it is the steadier of the two."""
     order, names = random.Random(seed), list(fns)
-    times = {name: [] for name in names}
+    times = {name: {"wall": [], "cpu": []} for name in names}
     for _ in range(warmup):
         for f in fns.values():
             f()
     for _ in range(repeat):
         order.shuffle(names)
         for name in names:
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             fns[name]()
-            times[name].append(time.perf_counter() - t0)
+            t1, c1 = time.perf_counter(), time.thread_time()
+            times[name]["wall"].append(t1 - t0)
+            times[name]["cpu"].append(c1 - c0)
     return times
+
+
+def _rows(layer: TimedLayer, times: dict, errors: dict) -> list[dict]:
+    """One row per method: wall-clock median, min, max (ms), CPU-time median, and their ratios to F.conv2d."""
+    base = times["F.conv2d"]
+    med = lambda t, k="wall": statistics.median(t[k])  # noqa: E731
+    return [
+        dict(
+            layer=layer.name,
+            method=name,
+            median_ms=1e3 * med(t),
+            min_ms=1e3 * min(t["wall"]),
+            max_ms=1e3 * max(t["wall"]),
+            cpu_ms=1e3 * med(t, "cpu"),
+            ratio=med(t) / med(base),
+            ratio_min=min(t["wall"]) / min(base["wall"]),
+            cpu_ratio=med(t, "cpu") / med(base, "cpu"),
+            max_error=errors[name],
+        )
+        for name, t in times.items()
+    ]
 
 
 def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: int = 1, seed: int = 0) -> dict:
     """Time every applicable method on every layer; returns ``{"machine": {...}, "rows": [...]}``.
 
-    Each row: ``layer``, ``method``, ``median_ms``, ``min_ms``, ``max_ms``, ``ratio`` (median over
-    ``F.conv2d``'s median in the same run; below 1 is faster), ``ratio_min`` (the same for the fastest calls,
-    the least disturbed by other processes), ``max_error`` (:func:`normalized_error`'s max
-    against ``F.conv2d`` in float64, a check that the timed call computes the layer). ``machine``: CPU model,
-    threads, torch version, load average before and after (a busy machine makes the times noisy; compare
-    ratios, and re-run on a quiet one before quoting absolute times).
+    Each row: ``layer``, ``method``; wall-clock ``median_ms``, ``min_ms``, ``max_ms``; ``cpu_ms``, the median
+    CPU time of the calling thread; ``ratio`` (median over ``F.conv2d``'s median in the same run; below 1 is
+    faster), ``ratio_min`` (the same for the fastest calls), ``cpu_ratio`` (the same for CPU time: the most
+    trustworthy on a busy machine); ``max_error`` (:func:`normalized_error`'s max against ``F.conv2d`` in
+    float64: the timed call computes the layer). ``machine``: CPU model (``lscpu``), threads, torch version,
+    load average before and after. On a busy machine compare ratios, and re-run on a quiet one before quoting
+    absolute times.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -235,22 +261,8 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
             reference = F.conv2d(x.double(), w.double(), **kw)
             fns = _timed_methods(x, w, kw)
             times = _interleaved(fns, repeat, warmup, seed)
-            base, base_min = statistics.median(times["F.conv2d"]), min(times["F.conv2d"])
-            for name, t in times.items():
-                err = normalized_error(fns[name](), reference)["max"]
-                med = statistics.median(t)
-                rows.append(
-                    dict(
-                        layer=layer.name,
-                        method=name,
-                        median_ms=1e3 * med,
-                        min_ms=1e3 * min(t),
-                        max_ms=1e3 * max(t),
-                        ratio=med / base,
-                        ratio_min=min(t) / base_min,
-                        max_error=err,
-                    )
-                )
+            errors = {name: normalized_error(f(), reference)["max"] for name, f in fns.items()}
+            rows += _rows(layer, times, errors)
     finally:
         torch.set_num_threads(previous)
     machine["load_after"] = os.getloadavg()
@@ -259,8 +271,8 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
 
 def block_sweep(layers=TIME_LAYERS[:2], sizes_mib=(1, 2, 4, 8, 16), m: int = 4, repeat: int = 11, seed: int = 0):
     """Winograd's block size, measured: ``conv2d_winograd`` (kernel cached) with blocks of each size in MiB,
-    interleaved with ``F.conv2d`` on each layer, one thread. Rows: ``layer``, ``block_mib``, ``ratio`` (median
-    over F.conv2d's median), ``median_ms``."""
+    interleaved with ``F.conv2d`` on each layer, one thread. Rows: ``layer``, ``block_mib``, ``ratio`` and
+    ``cpu_ratio`` (median wall-clock and CPU time over F.conv2d's), ``median_ms``."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     rows = []
@@ -272,14 +284,16 @@ def block_sweep(layers=TIME_LAYERS[:2], sizes_mib=(1, 2, 4, 8, 16), m: int = 4, 
             for s in sizes_mib:
                 fns[s] = functools.partial(conv2d_winograd, x, w, **kw, m=m, cache=cache, block_bytes=int(s * 2**20))
             times = _interleaved(fns, repeat, 2, seed)
-            base = statistics.median(times.pop("F.conv2d"))
+            base = times.pop("F.conv2d")
             for s, t in times.items():
+                wall, cpu = (statistics.median(t[k]) / statistics.median(base[k]) for k in ("wall", "cpu"))
                 rows.append(
                     dict(
                         layer=layer.name,
                         block_mib=s,
-                        ratio=statistics.median(t) / base,
-                        median_ms=1e3 * statistics.median(t),
+                        ratio=wall,
+                        cpu_ratio=cpu,
+                        median_ms=1e3 * statistics.median(t["wall"]),
                     )
                 )
     finally:
