@@ -354,10 +354,10 @@ class WinogradPlan(NamedTuple):
 
 
 # Bytes of one block's transformed input (alpha^2 x tiles x max(C, O)), measured with
-# convlib.costs.block_sweep (F(4x4, 3x3), cached kernel, AMD EPYC, one thread, interleaved, a busy machine):
-# against F.conv2d, 8x128x28^2 -> 128 took 0.75 / 0.68 / 0.67 / 0.68 / 0.74 of its time with 1 / 2 / 4 / 8 / 16
-# MiB blocks, 8x64x56^2 -> 64 took 0.87 / 0.86 / 0.90 / 1.07 (16 MiB) / 1.03 (64 MiB). Flat from 1 to 4 MiB,
-# about the size of a core's L2; larger blocks fall out of it, smaller ones make the GEMMs too thin.
+# convlib.costs.block_sweep (F(4x4, 3x3), cached kernel, AMD EPYC, one thread, interleaved, on a busy machine:
+# CPU-time ratios to F.conv2d). With 1 / 2 / 4 / 8 / 16 MiB blocks, 8x128x28^2 -> 128 took 0.88 / 0.90 / 0.93 /
+# 0.87 / 0.88 (flat), 8x64x56^2 -> 64 took 1.10 / 1.10 / 1.19 / 1.32 / 1.36: blocks about the size of a
+# core's L2 (1-2 MiB) keep the transforms' passes in it; smaller ones make the GEMMs too thin.
 BLOCK_BYTES = 2 << 20
 
 
