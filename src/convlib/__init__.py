@@ -12,21 +12,47 @@ plotting stack.
 
 import importlib
 
-from . import args, fast
+from . import args, fast, fft, winograd
 from .autograd import Conv2d, Conv2dFunction
 from .entry import EntryProducts, entry_products
 from .fast import conv2d
+from .fft import (
+    circulant_eigenvalues,
+    circulant_factors,
+    circular_conv_matrix,
+    conv2d_fft,
+    dft2_matrix,
+    dft_matrix,
+    fft_canvas,
+    fft_length,
+    fft_plan,
+    frequency_matrices,
+    kernel_canvas,
+)
 from .im2col import col2im, conv2d_im2col, im2col, patch_view
 from .naive import conv2d_loops, conv2d_naive, corr2d
 from .shapes import conv2d_macs, conv2d_output_shape, conv_output_size
 from .shifted import conv2d_shifted
 from .toeplitz import conv2d_toeplitz, conv_matrix, conv_matrix_loops, doubly_blocked_toeplitz
+from .transformed import KernelCache
 from .transposed import conv_transpose2d, flip_swap_kernel, insert_zeros, transposed_output_size
+from .winograd import (
+    amplification,
+    conv2d_winograd,
+    multiplications,
+    polynomial_product,
+    toom_cook,
+    transform_growth,
+    winograd_1d,
+    winograd_2d,
+    winograd_kernel,
+    winograd_plan,
+)
 
 __version__ = "0.1.0"
 
 # Submodules loaded on first use (PEP 562): plotting, widgets, data sets, training and the benchmark.
-_LAZY = ("animate", "bench", "data", "kernels", "nhwc", "plot", "training", "widgets")
+_LAZY = ("animate", "bench", "costs", "data", "kernels", "nhwc", "plot", "training", "widgets")
 
 
 def __getattr__(name):
@@ -74,4 +100,29 @@ __all__ = [
     "fast",
     "args",
     "bench",
+    "fft",
+    "winograd",
+    "costs",
+    "conv2d_fft",
+    "fft_plan",
+    "fft_canvas",
+    "fft_length",
+    "dft_matrix",
+    "dft2_matrix",
+    "circular_conv_matrix",
+    "kernel_canvas",
+    "circulant_eigenvalues",
+    "circulant_factors",
+    "frequency_matrices",
+    "KernelCache",
+    "conv2d_winograd",
+    "winograd_plan",
+    "winograd_kernel",
+    "toom_cook",
+    "polynomial_product",
+    "winograd_1d",
+    "winograd_2d",
+    "multiplications",
+    "amplification",
+    "transform_growth",
 ]
