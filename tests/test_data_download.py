@@ -286,3 +286,37 @@ def test_a_stalled_download_times_out(monkeypatch):
         with pytest.raises(data.DataNotFoundError, match="timed out"):
             data.cifar10()
     assert socket.getdefaulttimeout() is None
+
+
+# ---------------------------------------------------------------- nbval: a chapter without data
+
+
+def test_nbval_skips_a_chapters_later_cells_once_data_is_missing(tmp_path):
+    """chapters/conftest.py: the cell that raises DataNotFoundError fails with its message; the cells after it are
+    skipped with that message as the reason (they would only fail for want of its variables); a failure for
+    another reason skips nothing."""
+    import shutil
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    shutil.copy(root / "chapters" / "conftest.py", folder / "conftest.py")
+    cells = {
+        "data": ["x = 1", "import convlib.data\nraise convlib.data.DataNotFoundError('no CIFAR-10 here')", "x + 1"],
+        "other": ["x = 1", "raise ValueError('not about data')", "x + 1"],
+    }
+    for name, sources in cells.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    env = dict(os.environ, PYTHONPATH=str(root / "src"))
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "--nbval-current-env", "--nbval"]
+    out = {
+        name: subprocess.run([*cmd, f"{name}.ipynb"], cwd=folder, env=env, capture_output=True, text=True).stdout
+        for name in cells
+    }
+    assert "1 failed, 1 passed, 1 skipped" in out["data"], out["data"]
+    assert "CIFAR-10 is missing (cell 1 failed): no CIFAR-10 here" in out["data"]
+    assert "1 failed, 2 passed" in out["other"] and "skipped" not in out["other"], out["other"]
