@@ -99,7 +99,8 @@ def test_every_package_the_chapters_import_is_in_the_book_group():
 
 
 def test_every_package_the_tests_import_is_in_the_test_group():
-    modules, local = set(), {p.stem for p in (ROOT / "tests").glob("*.py")}
+    local = {p.stem for folder in ("tests", "_ext") for p in (ROOT / folder).glob("*.py")}  # tests and _ext/
+    modules = set()
     for path in (ROOT / "tests").glob("*.py"):
         modules |= _imports(path.read_text())
     modules = _third_party(modules, local=local)
