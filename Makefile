@@ -38,8 +38,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Always a full build (a few seconds: the notebooks' stored outputs are rendered, not re-run); an incremental
 # build can leave an older page's sidebar without a chapter added since.
+BUILD_BOOK = $(BIN)/jupyter-book build . --all $(BOOKFLAGS)
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --all $(BOOKFLAGS)
+	$(BUILD_BOOK)
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
 # CIFAR-10 first (found, or downloaded where the network allows), so that chapter 5 and the data tests have it.
@@ -96,10 +97,11 @@ fetch-data: $(STAMP)
 
 # The built book in headless Chromium (Debian's /usr/bin/chromium), offline: every page of _toc.yml, with
 # screenshots in _build/screenshots/ (see tests/book_in_browser.py). Built from scratch: an incremental build
-# can leave a page's sidebar without a chapter added since that page was last written.
+# can leave a page's sidebar without a chapter added since that page was last written. (No sub-make: it would not
+# inherit `make -o`.)
 test-browser: $(STAMP)
 	rm -rf _build/html _build/.doctrees
-	$(MAKE) --no-print-directory book
+	$(BUILD_BOOK)
 	$(BIN)/python -m pytest -q tests/book_in_browser.py
 
 clean:
