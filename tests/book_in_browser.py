@@ -12,8 +12,10 @@ host name except 127.0.0.1 to nothing, so the pages must work with no network at
 - every animation (convlib.animate's HTML) shows a different frame after its Play button is clicked;
 - no saved ipywidgets view (a control that would look live but cannot recompute in a static page);
 - the sidebar links to every page of the table of contents;
-- a notebook page offers its ``.ipynb`` for download (served, and a notebook) and launch buttons (Binder,
-  Colab) for that notebook in the repository named by ``repository.url`` in ``_config.yml``.
+- a notebook page offers its ``.ipynb`` for download (served, and a notebook);
+- the repository, issue and launch (Binder, Colab) buttons point at this checkout's git remote, as
+  ``_ext/book_repository.py`` reads it, or are absent where there is none; no link anywhere points at the former
+  placeholder address, and without a remote no link at all points at a launch service.
 
 A full-page screenshot of every page is saved under ``_build/screenshots/``.
 
@@ -42,6 +44,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "_ext"))
+import book_repository  # noqa: E402 (the local Sphinx extension that sets the buttons)
+
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -81,7 +86,12 @@ def toc_pages() -> list[str]:
 
 PAGES = toc_pages()
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-REPO = urlparse(CONFIG["repository"]["url"]).path.strip("/")  # owner/name
+# The address the buttons must use: the git remote's (or repository.url's), None where there is none.
+ADDRESS, _BRANCH = book_repository.book_repository(ROOT, CONFIG["repository"].get("url"))
+BRANCH = _BRANCH or CONFIG["repository"].get("branch", "main")
+REPO = urlparse(ADDRESS).path.strip("/") if ADDRESS else None  # owner/name
+PLACEHOLDER = "conv-as-matmul/conv-as-matmul"  # the address the buttons once used, whose pages do not exist
+LAUNCH_HOSTS = {"mybinder.org", "colab.research.google.com"}
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -218,19 +228,15 @@ def test_page_works_offline(name, server, offline):
         urlparse(h).path.endswith(f"/{PAGES[0]}.html") or urlparse(h).path in ("/", "/index.html") for h in hrefs
     ), f"{name}: the sidebar has no link to the first page"
 
-    # a notebook page: its .ipynb for download, and launch buttons built from the one repository setting
-    if (ROOT / f"{name}.ipynb").exists():
-        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    # a notebook page: its .ipynb for download (needs no address)
+    links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    notebook = (ROOT / f"{name}.ipynb").exists()
+    if notebook:
         ipynb = [h for h in links if urlparse(h).path.endswith(f"/_sources/{name}.ipynb")]
         assert ipynb, f"{name}: no .ipynb download link"
         response = page.request.get(ipynb[0])
         assert response.ok and "nbformat" in response.json(), f"{name}: the .ipynb download is not a notebook"
-        branch = CONFIG["repository"].get("branch", "main")
-        for launcher in (
-            f"https://mybinder.org/v2/gh/{REPO}/{branch}?urlpath=lab/tree/{name}.ipynb",
-            f"https://colab.research.google.com/github/{REPO}/blob/{branch}/{name}.ipynb",
-        ):
-            assert launcher in links, f"{name}: no launch button {launcher}"
+    check_repository_buttons(page, name, links, notebook)
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name.replace('/', '__')}.png"), full_page=True)
@@ -239,6 +245,30 @@ def test_page_works_offline(name, server, offline):
     assert not unexplained, f"{name}: console errors: {unexplained}"
     assert not offline.blocked, f"{name}: the page tried to reach the network: {offline.blocked}"
     page.close()
+
+
+def check_repository_buttons(page, name, links, notebook):
+    """The header's links off the machine all lead into this checkout's repository, or there are none."""
+    dead = [h for h in links if PLACEHOLDER in h and not (ADDRESS and h.startswith(ADDRESS))]
+    assert not dead, f"{name}: links to the placeholder address {PLACEHOLDER}: {dead}"
+    header = page.eval_on_selector_all(".bd-header-article a[href]", "els => els.map(e => e.href)")
+    remote = [h for h in header if urlparse(h).hostname not in (None, "127.0.0.1")]
+    launchers = [h for h in links if urlparse(h).hostname in LAUNCH_HOSTS]
+    if ADDRESS is None:  # no remote: no repository, issue or launch button, nor any link to a launch service
+        assert not remote, f"{name}: header buttons lead off the machine with no repository to lead to: {remote}"
+        assert not launchers, f"{name}: launch links with no repository to launch: {launchers}"
+        return
+    strays = [h for h in remote if not h.startswith(ADDRESS) and h not in launchers]
+    assert not strays, f"{name}: header links outside {ADDRESS}: {strays}"
+    assert ADDRESS in header, f"{name}: no repository button for {ADDRESS}"
+    assert all(REPO in h or REPO.replace("/", "%2F") in h for h in launchers), f"{name}: launchers {launchers}"
+    if notebook and book_repository.provider(ADDRESS) == "github":
+        for launcher in (
+            f"https://mybinder.org/v2/gh/{REPO}/{BRANCH}?urlpath=lab/tree/{name}.ipynb",
+            f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{name}.ipynb",
+        ):
+            assert launcher in links, f"{name}: no launch button {launcher}"
+        assert any(h.startswith(f"{ADDRESS}/issues/new") for h in header), f"{name}: no issues button"
 
 
 # ---------------------------------------------------------------- the live explorer in JupyterLab

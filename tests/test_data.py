@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data_download import refused_address
 
 from convlib import data
+
+
+@pytest.fixture
+def refused_url():
+    with refused_address() as url:
+        yield url
+
+
+def _found_or_skip():
+    """The real data where it is found (never downloaded by a test); else skip with the how-to message."""
+    try:
+        return data.find_cifar10()
+    except data.DataNotFoundError as err:
+        pytest.skip(str(err))
 
 
 def _fake_jpeg_tree(root: Path, per_class: int = 2) -> None:
@@ -68,8 +82,8 @@ def test_wrong_class_folders_rejected(tmp_path):
         data.cifar10(root=tmp_path)
 
 
-@pytest.mark.skipif(not os.environ.get("CONVLIB_DATA"), reason="CONVLIB_DATA not set (CI sets it)")
 def test_real_test_split_loads():
+    _found_or_skip()
     ds = data.cifar10()
     assert len(ds) == 10_000
     x, label = ds[0]
@@ -166,8 +180,8 @@ def test_cifar10_tensors_missing_data(tmp_path):
         data.cifar10_tensors(root=tmp_path)
 
 
-@pytest.mark.skipif(not os.environ.get("CONVLIB_DATA"), reason="CONVLIB_DATA not set (CI sets it)")
 def test_real_cifar10_tensors():
+    _found_or_skip()
     ds = data.cifar10()
     X, y = data.cifar10_tensors()
     assert X.shape == (10_000, 3, 32, 32) and y.shape == (10_000,)
@@ -211,14 +225,16 @@ def test_cifar10_tensors_from_torchvision_copy(tmp_path, monkeypatch, normalize)
 # ---------------------------------------------------------------- chapter 5 without data
 
 
-def test_chapter5_stops_at_its_first_data_cell_with_the_how_to_message(tmp_path, monkeypatch, capsys):
-    """Run chapter 5's code cells in order where no copy of CIFAR-10 exists: the first cell that loads data
-    must fail with convlib.data's DataNotFoundError (which says how to get the data), and no earlier cell may fail."""
+def test_chapter5_stops_at_its_first_data_cell_with_the_how_to_message(tmp_path, monkeypatch, capsys, refused_url):
+    """Run chapter 5's code cells in order where no copy of CIFAR-10 exists and the network is down (the download
+    address is a refused loopback port): the first cell that loads data must fail with convlib.data's
+    DataNotFoundError (which says why the download failed and how to get the data), and no earlier cell may fail."""
     import json
 
     notebook = Path(__file__).resolve().parents[1] / "chapters" / "05_cifar10.ipynb"
     cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     monkeypatch.setenv("CONVLIB_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("CONVLIB_CIFAR10_URL", refused_url)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setattr(data, "_REPO_DATA", tmp_path / "repo" / "data")  # a checkout without data/
     (tmp_path / "chapters").mkdir()
@@ -240,3 +256,4 @@ def test_chapter5_stops_at_its_first_data_cell_with_the_how_to_message(tmp_path,
     assert failed == first_data_cell
     assert "CIFAR-10 was not found" in message and "make data" in message and "CONVLIB_DATA" in message
     assert str(tmp_path / "nothing-here") in message  # it lists where it looked
+    assert f"downloading it failed: {refused_url}" in message and "\n" not in message  # why; one paragraph
