@@ -127,7 +127,8 @@ def test_quick_run_writes_results_and_figures(tmp_path):
     assert "geometric mean" in bench.format_table(results)
 
 
-def test_describe_plan():
+def test_describe_plan(monkeypatch):
+    monkeypatch.setattr(fast.settings, "route", "mm")  # the rules for the 'mm' GEMM route (others: im2col_nhwc)
     assert bench.describe_plan(bench.SUITE[5]) == "gemm1x1: one product per image"
     assert bench.describe_plan(bench.SUITE[1]).startswith("tap, exact")
     assert bench.describe_plan(bench.SUITE[7]).startswith("depthwise")

@@ -1,0 +1,152 @@
+"""GEMM routes: the ways PyTorch offers to multiply two matrices, and which of them is fastest on this machine.
+
+- ``'mm'``: ``torch.mm``/``addmm``/``bmm``/``baddbmm``, which call the BLAS PyTorch was built with (MKL on x86
+  CPUs, cuBLAS on CUDA). It writes into a given output (``out=``) and reads transposed operands in place.
+- ``'linear_mkldnn'``: oneDNN's own GEMM through the public ``F.linear`` on ``to_mkldnn()`` tensors (float32 on
+  the CPU). It pays a conversion copy of each operand and of the result.
+- ``'linear_pointwise'``: the same oneDNN GEMM through the private ``torch.ops.mkldnn._linear_pointwise`` on
+  dense tensors, without the copies. Used only where a feature check finds it present and right; otherwise the
+  public ``'linear_mkldnn'`` takes its place.
+
+MKL identifies some CPUs (AMD's among them) as generic and takes a slower code path there, while oneDNN uses the
+CPU's widest vector instructions: which route is fastest depends on the machine, so it is measured
+(:func:`fastest_route`), never assumed.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ROUTES", "available_routes", "resolve_route", "pointwise_available", "gemm", "fastest_route", "Weights"]
+
+ROUTES = ("mm", "linear_mkldnn", "linear_pointwise")
+_FALLBACK = {"linear_pointwise": "linear_mkldnn", "linear_mkldnn": "mm"}
+
+
+def _pointwise_op():
+    """The private op (``AttributeError`` where this PyTorch lacks it)."""
+    return torch.ops.mkldnn._linear_pointwise
+
+
+@functools.lru_cache(maxsize=1)
+def pointwise_available() -> bool:
+    """Feature check: the private oneDNN op exists, runs, and gives ``a @ b.T + bias`` on a small product."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        op = _pointwise_op()
+        with torch.inference_mode():
+            g = torch.Generator().manual_seed(0)
+            a, b, bias = (torch.randn(*size, generator=g) for size in ((5, 7), (3, 7), (3,)))
+            y = op(a, b, bias, "none", [], "")
+            return y.shape == (5, 3) and bool(torch.allclose(y, torch.addmm(bias, a, b.t()), atol=1e-5))
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+def available_routes(dtype: torch.dtype, device) -> tuple[str, ...]:
+    """The routes that can multiply matrices of ``dtype`` on ``device`` (oneDNN's: float32 on the CPU only)."""
+    routes = ["mm"]
+    if torch.device(device).type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        routes.append("linear_mkldnn")
+        if pointwise_available():
+            routes.append("linear_pointwise")
+    return tuple(routes)
+
+
+def resolve_route(route: str, dtype: torch.dtype, device) -> str:
+    """``route`` if it can run here, else its public fallback ('linear_pointwise' -> 'linear_mkldnn' -> 'mm')."""
+    available = available_routes(dtype, device)
+    while route not in available:
+        route = _FALLBACK[route]
+    return route
+
+
+class Weights(NamedTuple):
+    """A weight matrix ``W`` (O x K) and bias, prepared once per call for one route."""
+
+    route: str
+    matrix: torch.Tensor  # dense O x K
+    bias: torch.Tensor | None
+    onednn: torch.Tensor | None  # 'linear_mkldnn': W as a oneDNN tensor
+    onednn_bias: torch.Tensor | None
+
+    @classmethod
+    def prepare(cls, route: str, matrix: torch.Tensor, bias: torch.Tensor | None) -> Weights:
+        if route != "linear_mkldnn":
+            return cls(route, matrix, bias, None, None)
+        return cls(route, matrix, bias, matrix.to_mkldnn(), None if bias is None else bias.to_mkldnn())
+
+    def linear(self, a: torch.Tensor) -> torch.Tensor:
+        """``a @ W.T + bias`` as a new M x O tensor (a: M x K)."""
+        if self.route == "linear_pointwise":
+            return _pointwise_op()(a, self.matrix, self.bias, "none", [], "")
+        if self.route == "linear_mkldnn":
+            return F.linear(a.to_mkldnn(), self.onednn, self.onednn_bias).to_dense()
+        return torch.mm(a, self.matrix.t()) if self.bias is None else torch.addmm(self.bias, a, self.matrix.t())
+
+    def linear_into(self, a: torch.Tensor, out: torch.Tensor) -> None:
+        """``out = a @ W.T + bias`` (out: an M x O view, e.g. rows of a channels-last output)."""
+        if self.route != "mm":
+            out.copy_(self.linear(a))
+        elif self.bias is None:
+            torch.mm(a, self.matrix.t(), out=out)
+        else:
+            torch.addmm(self.bias, a, self.matrix.t(), out=out)
+
+    def linear_t_into(self, a: torch.Tensor, out: torch.Tensor) -> None:
+        """``out = (a @ W.T + bias).T``: an O x M view (one image's NCHW outputs), or m x O x M/m for m images."""
+        m = 1 if out.dim() == 2 else out.shape[0]
+        if self.route != "mm":
+            y = self.linear(a)
+            out.copy_(y.t() if m == 1 else y.view(m, -1, y.shape[1]).transpose(1, 2))
+        elif m == 1:
+            args = (self.matrix, a.t())
+            torch.mm(*args, out=out) if self.bias is None else torch.addmm(self.bias.view(-1, 1), *args, out=out)
+        else:
+            args = (self.matrix.expand(m, *self.matrix.shape), a.view(m, -1, a.shape[1]).transpose(1, 2))
+            if self.bias is None:
+                torch.bmm(*args, out=out)
+            else:
+                torch.baddbmm(self.bias.view(1, -1, 1), *args, out=out)
+
+
+def gemm(route: str, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b.T (+ bias)`` through ``route`` (a: M x K, b: O x K; its public fallback where it cannot run)."""
+    route = resolve_route(route, a.dtype, a.device)
+    return Weights.prepare(route, b.contiguous(), bias).linear(a.contiguous())
+
+
+def _time_routes(routes, a, b, rounds: int) -> dict[str, float]:
+    """The best of ``rounds`` interleaved timings of each route's product (after one warm-up each)."""
+    best = dict.fromkeys(routes, float("inf"))
+    for r in range(rounds + 1):
+        for route in routes:
+            start = time.perf_counter()
+            gemm(route, a, b)
+            if r:  # round 0 warms up
+                best[route] = min(best[route], time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def fastest_route(dtype: torch.dtype = torch.float32, device: str = "cpu", threads: int = 1) -> str:
+    """The GEMM route that is fastest here, measured once per process (dtype, device and thread count).
+
+    A 1024 x 576 by 576 x 128 product (a 3 x 3 layer's patch block times its weights), the best of three
+    interleaved timings per route. Only routes that can run are compared; with one, it is the answer.
+    """
+    routes = available_routes(dtype, device)
+    if len(routes) == 1:
+        return routes[0]
+    with torch.inference_mode():
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(1024, 576, generator=g).to(dtype=dtype, device=device)
+        b = torch.randn(128, 576, generator=g).to(dtype=dtype, device=device)
+        best = _time_routes(routes, a, b, rounds=3)
+    return min(routes, key=lambda r: (best[r], routes.index(r)))

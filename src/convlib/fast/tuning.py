@@ -1,0 +1,85 @@
+"""The measured choice: time every candidate plan once per (shape, dtype, device, threads, memory format).
+
+As ``torch.backends.cudnn.benchmark`` does: the first call of a new shape runs every candidate on its own
+arguments (one warm-up, then a few rounds, the candidates interleaved so that a burst of load hits them all
+alike), keeps the fastest plan for the rest of the process, and returns that plan's result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch
+
+from . import choose
+from .plan import Plan, Shape
+from .registry import FORMULATIONS
+from .workspace import cached
+
+__all__ = ["runner", "tuned_plan", "time_plans", "clear_choices", "choices"]
+
+_CHOICES: dict[tuple, Plan] = {}
+_LOCK = threading.Lock()
+
+
+def runner(plan: Plan, dtype, device):
+    """The callable that computes ``plan`` (its workspace kept in this thread's cache)."""
+    return cached((plan, dtype, str(device)), lambda: FORMULATIONS[plan.mode].runner(plan, dtype, device))
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict[Plan, float]:
+    """The best time (seconds) of each plan on these arguments: a warm-up each, then interleaved rounds; a plan
+    more than twice as slow as the best after the first round is timed no further."""
+    rounds = choose.settings.rounds if rounds is None else rounds
+    run = {p: FORMULATIONS[p.mode].runner(p, x.dtype, x.device) for p in plans}
+    best = dict.fromkeys(plans, float("inf"))
+    live = list(plans)
+    for r in range(rounds + 1):
+        for p in live:
+            _sync(x.device)
+            start = time.perf_counter()
+            run[p](x, weight, bias, channels_last)
+            _sync(x.device)
+            if r:  # round 0 warms up (and builds the workspaces)
+                best[p] = min(best[p], time.perf_counter() - start)
+        if r == 1:
+            fastest = min(best.values())
+            live = [p for p in live if best[p] <= 2 * fastest]
+    return best
+
+
+def _key(shape: Shape, x, channels_last) -> tuple:
+    return (shape, x.dtype, str(x.device), torch.get_num_threads(), channels_last)
+
+
+def tuned_plan(shape: Shape, x, weight, bias, channels_last=False) -> Plan:
+    """The fastest plan for this shape here, measured on the first call and remembered."""
+    key = _key(shape, x, channels_last)
+    plan = _CHOICES.get(key)
+    if plan is None:
+        plans = choose.candidates(shape, x.dtype, x.device)
+        if len(plans) == 1:
+            plan = plans[0]
+        else:
+            best = time_plans(plans, x, weight, bias, channels_last)
+            plan = min(plans, key=lambda p: (best[p], plans.index(p)))
+        with _LOCK:
+            _CHOICES[key] = plan
+    return plan
+
+
+def choices() -> dict[tuple, Plan]:
+    """The plans chosen so far: (shape, dtype, device, threads, channels-last) -> plan."""
+    return dict(_CHOICES)
+
+
+def clear_choices() -> None:
+    """Forget the measured choices (the next call of each shape measures again)."""
+    with _LOCK:
+        _CHOICES.clear()
