@@ -20,7 +20,7 @@ from convlib.fast import routes
 
 def _plans(cfg):
     x, weight, bias, kw = cfg
-    return fast.candidates(fast.plan_for(x, weight, bias, **kw).shape, x.dtype, x.device)
+    return fast.candidates(fast.plan_for(x, weight, bias, **kw).shape, x.dtype, x.device, every_route=True)
 
 
 # ---------------------------------------------------------------- every plan and route equals PyTorch
@@ -143,6 +143,14 @@ def test_the_first_call_measures_once_and_keeps_the_fastest(tuning, monkeypatch)
     assert len(timed) == 2 and len(fast.choices()) == 2
 
 
+def test_the_public_onednn_route_is_a_candidate_only_without_the_private_one():
+    shape = fast.Shape(2, 8, 12, 12, 8, 3, 3, (1, 1), (1, 1))
+    usual = {p.route for p in fast.candidates(shape)}
+    every = {p.route for p in fast.candidates(shape, every_route=True)}
+    assert every == set(fast.available_routes(torch.float32, "cpu"))
+    assert usual == every - ({"linear_mkldnn"} if "linear_pointwise" in every else set())
+
+
 def test_time_plans_times_every_plan(tuning):
     x, w = torch.randn(1, 4, 9, 9), torch.randn(4, 4, 3, 3)
     plans = fast.candidates(fast.plan_for(x, w, padding=1).shape)
@@ -258,7 +266,7 @@ def test_describe_and_workspace_nbytes():
     assert fast.describe(one) == "gemm1x1 via mm: one product per image" and fast.workspace_nbytes(one) == 0
     # what a call keeps is what workspace_nbytes says
     x, w = torch.randn(1, 4, 9, 9), torch.randn(5, 4, 3, 3)
-    for p in fast.candidates(fast.plan_for(x, w, padding=1).shape):
+    for p in fast.candidates(fast.plan_for(x, w, padding=1).shape, every_route=True):
         convlib.conv2d(x, w, padding=1, plan=p)
         ws = fast.tuning.runner(p, torch.float32, torch.device("cpu"))
         kept = sum(t.numel() * t.element_size() for t in getattr(ws, "kept", ()))

@@ -38,11 +38,10 @@ plan for a shape), :func:`candidates` (every plan for a shape), :class:`Plan` an
 :func:`workspace_nbytes`, :func:`make_canvas`; the GEMM routes (:data:`ROUTES`, :func:`available_routes`,
 :func:`gemm`, :func:`fastest_route`); :data:`settings`, :func:`choices`, :func:`clear_choices`,
 :func:`clear_workspaces`; :func:`register` and :class:`Formulation` to add a formulation;
-:func:`compare` and :func:`format_ratios` (``compare.py``) for a ratio table against ``F.conv2d``.
+:func:`compare` and :func:`format_ratios` (``ratios.py``) for a ratio table against ``F.conv2d``.
 """
 
 from .choose import Settings, candidates, conv2d_plan, settings
-from .compare import compare, format_ratios
 from .conv import _Workspace as _Workspace  # older name: workspace_nbytes(plan) says the same
 from .conv import conv2d, describe, plan_for, workspace_nbytes
 from .functional import make_canvas
@@ -51,6 +50,15 @@ from .registry import FORMULATIONS, LAYOUTS, Formulation, modes, register
 from .routes import ROUTES, available_routes, fastest_route, gemm, pointwise_available
 from .tuning import choices, clear_choices, time_plans
 from .workspace import clear_workspaces
+
+
+def __getattr__(name):  # the ratio table loads on first use (and runs as ``python -m convlib.fast.ratios``)
+    if name in ("compare", "format_ratios"):
+        from . import ratios as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'convlib.fast' has no attribute {name!r}")
+
 
 #: The built-in formulations (``modes()`` lists the registered ones, added formulations included).
 MODES = ("tap", "full", "depthwise", "gemm1x1", "im2col_nhwc")

@@ -31,10 +31,13 @@ def edge_columns(x, weight, bias, plan: Plan, j0: int, j1: int) -> torch.Tensor:
     # patches: (n, i, j) rows, (group; c, u, v) columns
     size = (N, Ho, nj, g, Cg, kh, kw)
     stride = (C * Hs * Ws, Ws, 1, Cg * Hs * Ws, Hs * Ws, dh * Ws, dw)
-    patches = strip.as_strided(size, stride).reshape(N * Ho * nj, g, Cg * kh * kw).transpose(0, 1)
-    wmat = weight.reshape(g, O // g, Cg * kh * kw).transpose(1, 2)
-    out = torch.bmm(patches, wmat)  # g x (N*Ho*nj) x O/g
-    out = out.view(g, N, Ho, nj, O // g).permute(1, 0, 4, 2, 3).reshape(N, O, Ho, nj)
+    patches = strip.as_strided(size, stride).reshape(N * Ho * nj, g, 1, Cg * kh * kw)
+    wmat = weight.reshape(g, O // g, Cg * kh * kw)
+    if Cg == 1:  # depthwise: diagonal weights, so multiply-adds instead of g products of one row each
+        out = (patches * wmat).sum(-1)  # (N*Ho*nj) x g x O/g
+    else:
+        out = torch.bmm(patches[:, :, 0].transpose(0, 1), wmat.transpose(1, 2)).transpose(0, 1)
+    out = out.reshape(N, Ho, nj, O).permute(0, 3, 1, 2)
     return out if bias is None else out + bias.view(1, O, 1, 1)
 
 

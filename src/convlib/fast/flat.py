@@ -14,6 +14,7 @@ import torch
 
 from .edges import recompute_edges
 from .plan import Plan
+from .routes import Weights
 from .workspace import buffer
 
 __all__ = ["FlatWorkspace", "phase_copies"]
@@ -192,6 +193,8 @@ class FlatWorkspace:
         if p.mode == "depthwise":
             self.wbuf.copy_(weight.view(p.C, O // p.C, kh * kw, 1).permute(2, 0, 1, 3))
             return self.wbuf
+        if p.mode == "full" and p.route != "mm":  # prepared once per call for oneDNN
+            return Weights.prepare(p.route, weight.reshape(O, Cg * kh * kw), None)
         return weight.reshape(O, Cg * kh * kw)
 
     def __call__(self, x, weight, bias, channels_last=False):
@@ -293,7 +296,11 @@ class FlatWorkspace:
         cols = self.cols[: w.m * p.C * T * w.Q].view(w.m, p.C, T, w.Q)
         self._fill_patches(cols, w, srcs)
         B = cols.view(w.m, p.C * T, w.Q)
-        if w.m == 1:
+        if p.route != "mm":  # oneDNN's GEMM: one product per image
+            weights = Weights(p.route, W_row.matrix, bias, W_row.onednn, None)
+            for i in range(w.m):
+                weights.times_into(B[i], acc[i])
+        elif w.m == 1:
             out, B = acc[0], B[0]
             if bias is None:
                 torch.mm(W_row, B, out=out)

@@ -85,7 +85,7 @@ def _fits_nhwc(s: Shape):
 
 
 register(Formulation("tap", FLAT_LAYOUTS, ("mm",), lambda s: None, FlatWorkspace))
-register(Formulation("full", FLAT_LAYOUTS, ("mm",), _fits_full, FlatWorkspace))
+register(Formulation("full", FLAT_LAYOUTS, ROUTES, _fits_full, FlatWorkspace))
 register(Formulation("depthwise", FLAT_LAYOUTS, ("elementwise",), _fits_depthwise, FlatWorkspace))
 register(
     Formulation(

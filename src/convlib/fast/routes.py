@@ -90,6 +90,23 @@ class Weights(NamedTuple):
             return F.linear(a.to_mkldnn(), self.onednn, self.onednn_bias).to_dense()
         return torch.mm(a, self.matrix.t()) if self.bias is None else torch.addmm(self.bias, a, self.matrix.t())
 
+    def times_into(self, b: torch.Tensor, out: torch.Tensor) -> None:
+        """``out = W @ b + bias`` (b: K x Q, out: an O x Q view, e.g. one image's NCHW outputs)."""
+        if self.route == "mm":
+            if self.bias is None:
+                torch.mm(self.matrix, b, out=out)
+            else:
+                torch.addmm(self.bias.view(-1, 1), self.matrix, b, out=out)
+            return
+        if self.route == "linear_pointwise":  # b.T as oneDNN's "weight": read transposed, not copied
+            y = _pointwise_op()(self.matrix, b.t(), None, "none", [], "")
+        else:
+            y = F.linear(self.onednn, b.t().to_mkldnn()).to_dense()
+        if self.bias is None:
+            out.copy_(y)
+        else:
+            torch.add(y, self.bias.view(-1, 1), out=out)
+
     def linear_into(self, a: torch.Tensor, out: torch.Tensor) -> None:
         """``out = a @ W.T + bias`` (out: an M x O view, e.g. rows of a channels-last output)."""
         if self.route != "mm":
@@ -125,12 +142,14 @@ def gemm(route: str, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None
 def _time_routes(routes, a, b, rounds: int) -> dict[str, float]:
     """The best of ``rounds`` interleaved timings of each route's product (after one warm-up each)."""
     best = dict.fromkeys(routes, float("inf"))
+    # one thread: the process's CPU time (not the time other processes take on a busy machine)
+    now = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     for r in range(rounds + 1):
         for route in routes:
-            start = time.perf_counter()
+            start = now()
             gemm(route, a, b)
             if r:  # round 0 warms up
-                best[route] = min(best[route], time.perf_counter() - start)
+                best[route] = min(best[route], now() - start)
     return best
 
 

@@ -1,4 +1,4 @@
-"""``python -m convlib.fast.compare``: ``convlib.conv2d`` against ``F.conv2d``, timed interleaved, as ratios.
+"""``python -m convlib.fast.ratios``: ``convlib.conv2d`` against ``F.conv2d``, timed interleaved, as ratios.
 
 Each round times both on the same arguments one after the other (in alternating order), so a burst of load from
 other processes hits both; the table shows the ratio's minimum, median and maximum over the rounds, the GFLOP/s
@@ -11,21 +11,24 @@ import argparse
 import math
 import platform
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from .conv import conv2d, describe, plan_for
 from .routes import available_routes, gemm
+from .tuning import clock
 
 __all__ = ["compare", "format_ratios", "gemm_ceiling", "suite_cases"]
 
 
 def _timed(f) -> float:
-    start = time.perf_counter()
+    """Seconds ``f()`` takes: CPU time of the process with one thread (so other processes' load does not
+    count), wall time otherwise (see ``tuning.clock``)."""
+    now = clock()
+    start = now()
     f()
-    return time.perf_counter() - start
+    return now() - start
 
 
 def _compare_one(name, x, w, b, kw, repeat, warmup) -> dict:
@@ -105,13 +108,31 @@ def suite_cases(bias: bool = True) -> dict:
     return cases
 
 
+def time_perf_counter():
+    import time
+
+    return time.perf_counter
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)")
+    clock_name = "process CPU time" if clock() is not time_perf_counter() else "wall time"
+    print(f"{_cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), timed by {clock_name}")
     ceiling = gemm_ceiling()
     rows = compare(suite_cases(), repeat=args.repeat)
     print(format_ratios(rows, ceiling))
