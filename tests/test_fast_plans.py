@@ -135,7 +135,7 @@ def test_the_first_call_measures_once_and_keeps_the_fastest(tuning, monkeypatch)
         torch.testing.assert_close(convlib.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1))
     assert len(timed) == 1  # measured on the first call only
     ((key, plan),) = fast.choices().items()
-    assert key == (plan.shape, torch.float32, "cpu", torch.get_num_threads(), False)
+    assert key == (plan.shape, torch.float32, "cpu", torch.get_num_threads(), False, True)
     assert plan in timed[0] and timed[0] == fast.candidates(plan.shape)
     assert fast.plan_for(x, w, b, padding=1) == plan
     # a channels-last input is a new case: measured on its own

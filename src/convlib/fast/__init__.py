@@ -9,7 +9,8 @@ chapter 6:
    pixel ``(i, j)`` then has the flat index ``q = i*Wc + j`` and kernel tap ``(u, v)`` reads the input at
    ``q + offset(u, v)``: *the same offset for every output pixel*. So the input of one tap, for a band of output
    rows, is one contiguous slice of every channel: a C x Q matrix that the GEMM reads in place
-   (``flat.py``: formulations 'tap', 'full', 'depthwise').
+   (``flat.py``: formulations 'tap': kh*kw products; 'full': one product per block of the patch matrix, its
+   rows copied from those slices; 'depthwise': elementwise multiply-adds).
 2. **Padding without padding.** Where the output is as wide as the input (stride 1, "same" padding along the
    width), the rows are W long and the taps read the input where it lies (``layout='exact'``): a tap's product
    covers the outputs whose reads stay inside the flat image (:func:`tap_span`); the few outputs of the edge

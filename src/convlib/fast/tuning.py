@@ -64,7 +64,9 @@ def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict
 
 
 def _key(shape: Shape, x, channels_last) -> tuple:
-    return (shape, x.dtype, str(x.device), torch.get_num_threads(), channels_last)
+    """What the choice depends on: the shape, dtype, device, thread count, the result's memory format and
+    whether the input is stored NCHW (else it is copied or read channels-last)."""
+    return (shape, x.dtype, str(x.device), torch.get_num_threads(), channels_last, x.is_contiguous())
 
 
 def tuned_plan(shape: Shape, x, weight, bias, channels_last=False) -> Plan:
@@ -84,7 +86,7 @@ def tuned_plan(shape: Shape, x, weight, bias, channels_last=False) -> Plan:
 
 
 def choices() -> dict[tuple, Plan]:
-    """The plans chosen so far: (shape, dtype, device, threads, channels-last) -> plan."""
+    """The plans chosen so far: (shape, dtype, device, threads, channels-last result, NCHW input) -> plan."""
     return dict(_CHOICES)
 
 
