@@ -288,7 +288,7 @@ BAD_CALLS = [
     ((X, WT), {"layout": "diagonal"}, ValueError, "layout must be one of"),
     ((X, WT), {"block_bytes": 0}, ValueError, "block_bytes must be a positive int"),
     ((X, WT), {"layout": "exact", "stride": 2}, ValueError, "layout='exact' needs stride 1"),
-    ((X, WT), {"layout": "canvas", "stride": 2}, ValueError, "layout='canvas' needs stride 1"),
+    ((X, WT), {"layout": "canvas", "stride": 2, "mode": "tap"}, ValueError, "layout='canvas' needs stride 1"),
     ((X, torch.randn(2, 2, 3, 3)), {"groups": 2, "mode": "full"}, ValueError, "mode='full' needs groups=1"),
     ((X, WT), {"mode": "depthwise"}, ValueError, "mode='depthwise' needs groups equal to the 4 input channels"),
     ((X, WT), {"mode": "gemm1x1"}, ValueError, "mode='gemm1x1' needs a 1x1 kernel"),

@@ -137,6 +137,7 @@ def test_the_first_call_measures_once_and_keeps_the_fastest(tuning, monkeypatch)
     ((key, plan),) = fast.choices().items()
     assert key == (plan.shape, torch.float32, "cpu", torch.get_num_threads(), False, True)
     assert plan in timed[0] and timed[0] == fast.candidates(plan.shape)
+    assert timed[0][0] == fast.conv2d_plan(*plan.shape)  # the rules' plan first
     assert fast.plan_for(x, w, b, padding=1) == plan
     # a channels-last input is a new case: measured on its own
     convlib.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, padding=1)
@@ -164,10 +165,13 @@ def test_rules_when_measuring_is_off(tuning):
     plan = fast.plan_for(x, w, padding=1)
     assert plan == fast.conv2d_plan(2, 8, 12, 12, 8, 3, 3, (1, 1), (1, 1))
     assert not fast.choices()  # nothing measured
-    # the rules: ungrouped layers run blocked channels-last im2col where a oneDNN route is the fastest GEMM
+    # the rules: where a oneDNN route is the fastest GEMM, ungrouped layers run patch blocks on it, built in the
+    # input's own layout ('full' for NCHW, 'im2col_nhwc' for channels-last)
     route = fast.fastest_route(torch.float32, "cpu", torch.get_num_threads())
-    assert plan.route == (route if plan.mode == "im2col_nhwc" else "mm")
-    assert (plan.mode == "im2col_nhwc") == (route != "mm")
+    assert plan.route == route
+    assert plan.mode == "full"  # (also the 'mm' route's rule here: a thin inner dimension, C*kh*kw = 72)
+    cl = fast.plan_for(x.contiguous(memory_format=torch.channels_last), w, padding=1)
+    assert cl.mode == ("im2col_nhwc" if route != "mm" else "full") and cl.route == route
     fast.settings.route = "mm"
     assert fast.plan_for(x, w, padding=1).mode in ("tap", "full")
     fast.settings.route = "linear_mkldnn"

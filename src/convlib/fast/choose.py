@@ -67,8 +67,11 @@ def _same_width(s: Shape) -> bool:
     return s.stride == (1, 1) and s.dilation[1] * (s.kw - 1) == 2 * s.padding[1]
 
 
-def default_mode(s: Shape, route: str, layout: str | None = None, forced_route: bool = False) -> str:
-    """The formulation the rules pick for a shape, given the GEMM route (and the layout, if one is forced)."""
+def default_mode(
+    s: Shape, route: str, layout: str | None = None, forced_route: bool = False, channels_last: bool = False
+) -> str:
+    """The formulation the rules pick for a shape, given the GEMM route (and the layout, if one is forced, and
+    whether the result is channels-last)."""
     if layout is not None and layout not in FLAT_LAYOUTS:
         return next(name for name, f in FORMULATIONS.items() if layout in f.layouts)
     if s.groups == s.C > 1 and not forced_route:
@@ -76,7 +79,9 @@ def default_mode(s: Shape, route: str, layout: str | None = None, forced_route: 
     if layout is None and FORMULATIONS["gemm1x1"].fits(s) is None and not (forced_route and route != "mm"):
         return "gemm1x1"  # one product per image, read in place
     if layout is None and s.groups == 1 and route != "mm":
-        return "im2col_nhwc"
+        # oneDNN's GEMM on patch blocks built in the tensors' own layout: transposing an image between NCHW and
+        # NHWC costs several times a plain copy of it
+        return "im2col_nhwc" if channels_last else "full"
     if s.groups == 1 and (s.C * s.taps <= FULL_MAX_K or s.O >= s.N * s.Ho * s.Wo):
         return "full"  # a thin inner dimension, or weights larger than the patch matrix they would be re-ordered for
     return "tap"
@@ -87,8 +92,8 @@ def default_layout(mode: str, s: Shape) -> str:
     first = FORMULATIONS[mode].layouts[0]
     if first not in FLAT_LAYOUTS:
         return first
-    if s.stride != (1, 1):
-        return "phases"
+    if s.stride != (1, 1):  # 'full' copies its patch blocks from the canvas with the stride; taps need phases
+        return "canvas" if mode == "full" else "phases"
     if _same_width(s) and mode == "tap" and s.groups == 1 and s.C >= EXACT_MIN_C and s.W >= EXACT_MIN_W:
         return "exact"
     return "canvas"
@@ -99,8 +104,8 @@ def _check_layout(mode: str, layout: str, s: Shape) -> str:
         raise ValueError(f"mode={mode!r} reads layout(s) {FORMULATIONS[mode].layouts}, got layout={layout!r}")
     if layout == "exact" and not _same_width(s):
         raise ValueError("layout='exact' needs stride 1 and an output as wide as the input")
-    if layout == "canvas" and s.stride != (1, 1):
-        raise ValueError("layout='canvas' needs stride 1")
+    if layout == "canvas" and s.stride != (1, 1) and mode != "full":
+        raise ValueError(f"layout='canvas' needs stride 1 for mode={mode!r} (its taps read contiguous slices)")
     return "canvas" if layout == "phases" and s.stride == (1, 1) else layout
 
 
@@ -143,19 +148,21 @@ def conv2d_plan(
     route=None,
     dtype=None,
     device="cpu",
+    channels_last=False,
 ) -> Plan:
     """The plan ``conv2d`` follows for one shape when it measures nothing (plain ints and pairs).
 
     ``mode``, ``layout``, ``route`` and ``block_bytes`` force a choice; what is not forced follows the rules
     (see the module docstring). ``dtype`` (default: float32, or the float of ``itemsize`` bytes) and ``device``
-    decide which GEMM routes can run; a route that cannot falls back to its public stand-in.
+    decide which GEMM routes can run; a route that cannot falls back to its public stand-in. ``channels_last``:
+    the result is (the rules then prefer channels-last patch blocks).
     """
     _check_names(mode, layout, route, block_bytes)
     s = Shape(N, C, H, W, O, kh, kw, tuple(stride), tuple(padding), tuple(dilation), groups)
     dtype = _DTYPES.get(itemsize, torch.float32) if dtype is None else dtype
     preferred = machine_route(dtype, device) if route is None or route == "elementwise" else route
     if mode is None:
-        mode = default_mode(s, preferred, layout, forced_route=route is not None)
+        mode = default_mode(s, preferred, layout, forced_route=route is not None, channels_last=channels_last)
     why = FORMULATIONS[mode].fits(s)
     if why is not None:
         raise ValueError(why)
@@ -175,7 +182,9 @@ def _layouts(mode: str, s: Shape) -> list[str]:
     for layout in FORMULATIONS[mode].layouts:
         if layout == "exact" and not _same_width(s):
             continue
-        if (layout == "canvas") != (s.stride == (1, 1)) and layout in ("canvas", "phases"):
+        if layout == "phases" and s.stride == (1, 1):
+            continue
+        if layout == "canvas" and s.stride != (1, 1) and mode != "full":
             continue
         out.append(layout)
     return out
@@ -195,7 +204,9 @@ def _differs(a: Plan, b: Plan) -> bool:
     return (a.mode, a.layout, a.route, a.blocks) != (b.mode, b.layout, b.route, b.blocks)
 
 
-def candidates(shape: Shape, dtype=torch.float32, device="cpu", every_route: bool = False) -> list[Plan]:
+def candidates(
+    shape: Shape, dtype=torch.float32, device="cpu", every_route: bool = False, channels_last: bool = False
+) -> list[Plan]:
     """Every plan ``conv2d`` can follow for a shape: each formulation that fits, in each layout it can read,
     with each GEMM route that can run here, in two block sizes. The rules' plan first.
 
@@ -206,7 +217,7 @@ def candidates(shape: Shape, dtype=torch.float32, device="cpu", every_route: boo
     routes = available_routes(dtype, device)
     if "linear_pointwise" in routes and not every_route:
         routes = tuple(r for r in routes if r != "linear_mkldnn")
-    plans = [conv2d_plan(*shape, dtype=dtype, device=device, itemsize=itemsize)]
+    plans = [conv2d_plan(*shape, dtype=dtype, device=device, itemsize=itemsize, channels_last=channels_last)]
     for mode, f in FORMULATIONS.items():
         if f.fits(shape) is not None:
             continue

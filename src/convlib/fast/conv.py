@@ -51,7 +51,9 @@ def _plan_for(shape: Shape, a, plan, options) -> Plan:
             raise ValueError(f"plan is for shape {tuple(plan.shape)}, but the arguments have shape {tuple(shape)}")
         return plan
     if any(v is not None for v in options.values()) or not choose.settings.tune:
-        return choose.conv2d_plan(*shape, itemsize=x.element_size(), dtype=x.dtype, device=x.device, **options)
+        return choose.conv2d_plan(
+            *shape, itemsize=x.element_size(), dtype=x.dtype, device=x.device, channels_last=a.channels_last, **options
+        )
     return tuned_plan(shape, x, a.weight.contiguous(), a.bias, a.channels_last)
 
 

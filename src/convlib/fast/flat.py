@@ -148,10 +148,10 @@ class FlatWorkspace:
         L = p.H * p.W if self.exact else p.canvas_len
         image = p.phases * C * L
         if self.patches:  # the block of the patch matrix: (c, u, v) rows, (i, j) columns
-            (dh, dw) = p.dilation
-            if p.phases == 1:  # all taps in one strided view
-                size, stride = (w.m, C, p.kh, p.kw, w.rows, p.Wo), (image, L, dh * p.Wc, dw, p.Wc, 1)
-                return [(size, stride, w.n0 * image + w.i0 * p.Wc)]
+            (dh, dw), (sh, sw) = p.dilation, p.stride
+            if p.phases == 1:  # all taps in one strided view (on the canvas, with the stride)
+                size, stride = (w.m, C, p.kh, p.kw, w.rows, p.Wo), (image, L, dh * p.Wc, dw, sh * p.Wc, sw)
+                return [(size, stride, w.n0 * image + w.i0 * sh * p.Wc)]
             start = w.n0 * image + w.i0 * p.Wc
             return [((w.m, C, w.rows, p.Wo), (image, L, p.Wc, 1), start + t.phase * C * L + t.offset) for t in p.taps]
         specs = []

@@ -20,6 +20,8 @@ from .workspace import cached
 __all__ = ["runner", "tuned_plan", "time_plans", "clock", "clear_choices", "choices"]
 
 _CHOICES: dict[tuple, Plan] = {}
+MAX_ROUNDS = 9  # timed rounds at most, where they are cheap ...
+ROUND_BUDGET_S = 0.3  # ... within about this many seconds
 _LOCK = threading.Lock()
 
 
@@ -41,15 +43,22 @@ def clock(device="cpu"):
     return time.perf_counter
 
 
+def _extra_rounds(round_seconds: float, rounds: int) -> int:
+    """More rounds where a round is cheap: up to ``MAX_ROUNDS`` within about ``ROUND_BUDGET_S`` seconds."""
+    affordable = int(ROUND_BUDGET_S / max(round_seconds, 1e-9))
+    return max(rounds, min(MAX_ROUNDS, affordable))
+
+
 def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict[Plan, float]:
-    """The best time (seconds) of each plan on these arguments: a warm-up each, then interleaved rounds; a plan
-    more than twice as slow as the best after the first round is timed no further."""
+    """The best time (seconds) of each plan on these arguments: a warm-up each, then interleaved rounds (at
+    least ``rounds``, more where they are cheap). After the first round, a plan more than twice as slow as the
+    best is timed no further, after the third one more than 1.3 times as slow."""
     rounds = choose.settings.rounds if rounds is None else rounds
     now = clock(x.device)
     run = {p: FORMULATIONS[p.mode].runner(p, x.dtype, x.device) for p in plans}
     best = dict.fromkeys(plans, float("inf"))
-    live = list(plans)
-    for r in range(rounds + 1):
+    live, r = list(plans), 0
+    while r <= rounds:
         for p in live:
             _sync(x.device)
             start = now()
@@ -58,8 +67,11 @@ def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict
             if r:  # round 0 warms up (and builds the workspaces)
                 best[p] = min(best[p], now() - start)
         if r == 1:
+            rounds = _extra_rounds(sum(best[p] for p in live), rounds)
+        if r in (1, 3):
             fastest = min(best.values())
-            live = [p for p in live if best[p] <= 2 * fastest]
+            live = [p for p in live if best[p] <= (2.0 if r == 1 else 1.3) * fastest]
+        r += 1
     return best
 
 
@@ -74,7 +86,7 @@ def tuned_plan(shape: Shape, x, weight, bias, channels_last=False) -> Plan:
     key = _key(shape, x, channels_last)
     plan = _CHOICES.get(key)
     if plan is None:
-        plans = choose.candidates(shape, x.dtype, x.device)
+        plans = choose.candidates(shape, x.dtype, x.device, channels_last=channels_last)
         if len(plans) == 1:
             plan = plans[0]
         else:
