@@ -21,6 +21,9 @@ __all__ = ["Settings", "settings", "conv2d_plan", "candidates", "default_mode", 
 
 # 'full' (one product with inner dimension C*kh*kw) at or below this C*kh*kw
 FULL_MAX_K = 256
+# 'tap' (a product per kernel tap) is a candidate up to 7 x 7 kernels; beyond, a block costs that many more
+# calls than one product over a patch block doing the same work ('full', 'im2col_nhwc')
+MAX_TAP_PRODUCTS = 49
 # 'exact' layout for dense 'tap' layers with at least this many channels and this image width
 EXACT_MIN_C, EXACT_MIN_W = 32, 24
 _DTYPES = {2: torch.float16, 4: torch.float32, 8: torch.float64, 16: torch.complex128}
@@ -219,7 +222,7 @@ def candidates(
         routes = tuple(r for r in routes if r != "linear_mkldnn")
     plans = [conv2d_plan(*shape, dtype=dtype, device=device, itemsize=itemsize, channels_last=channels_last)]
     for mode, f in FORMULATIONS.items():
-        if f.fits(shape) is not None:
+        if f.fits(shape) is not None or (mode == "tap" and shape.taps > MAX_TAP_PRODUCTS):
             continue
         for layout in _layouts(mode, shape):
             for route in (r for r in f.routes if r in routes or r == "elementwise"):

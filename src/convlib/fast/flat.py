@@ -88,9 +88,10 @@ def _tap_ranges(plan: Plan, i0: int, i1: int, Q: int) -> list[TapRange]:
 def block_work(plan: Plan) -> list[BlockWork]:
     """The blocks with their taps, a tap that writes the whole block first (it starts the sum)."""
     out = []
+    patches = plan.mode == "full" and plan.layout != "exact"  # (read whole, by one view per tap or per block)
     for b in plan.blocks:
         m, rows, Q = b.n1 - b.n0, b.i1 - b.i0, plan.block_cols(b)
-        taps = _tap_ranges(plan, b.i0, b.i1, Q)
+        taps = [] if patches else _tap_ranges(plan, b.i0, b.i1, Q)
         whole = [k for k, r in enumerate(taps) if (r.qa, r.qb) == (0, Q)]
         if whole:
             taps.insert(0, taps.pop(whole[0]))

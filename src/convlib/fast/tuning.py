@@ -51,12 +51,13 @@ def _extra_rounds(round_seconds: float, rounds: int) -> int:
 
 def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict[Plan, float]:
     """The best time (seconds) of each plan on these arguments: a warm-up each, then interleaved rounds (at
-    least ``rounds``, more where they are cheap). After the first round, a plan more than twice as slow as the
-    best is timed no further, after the third one more than 1.3 times as slow."""
+    least ``rounds``, more where they are cheap). A plan whose warm-up took ten times the fastest warm-up is
+    timed no further (its best time stays infinite), nor after the first round one more than twice as slow as
+    the best, nor after the third one more than 1.3 times as slow."""
     rounds = choose.settings.rounds if rounds is None else rounds
     now = clock(x.device)
     run = {p: FORMULATIONS[p.mode].runner(p, x.dtype, x.device) for p in plans}
-    best = dict.fromkeys(plans, float("inf"))
+    best, warm = dict.fromkeys(plans, float("inf")), {}
     live, r = list(plans), 0
     while r <= rounds:
         for p in live:
@@ -64,8 +65,12 @@ def time_plans(plans, x, weight, bias, channels_last=False, rounds=None) -> dict
             start = now()
             run[p](x, weight, bias, channels_last)
             _sync(x.device)
-            if r:  # round 0 warms up (and builds the workspaces)
+            if r:
                 best[p] = min(best[p], now() - start)
+            else:  # round 0 warms up (and builds the workspaces)
+                warm[p] = now() - start
+        if r == 0:  # a warm-up ten times the fastest one's (workspace built, so an upper bound): out
+            live = [p for p in live if warm[p] <= 10 * min(warm.values())]
         if r == 1:
             rounds = _extra_rounds(sum(best[p] for p in live), rounds)
         if r in (1, 3):
