@@ -201,3 +201,10 @@ def test_unbatched_input_in_every_plan(cfg):
     x, weight, bias, kw = cfg
     for plan in _plans(x[:1], weight, bias, **kw):
         check_conv(convlib.conv2d, cfg, unbatched=True, plan=plan)
+
+
+def test_meta_tensors_give_the_result_shape_without_measuring():
+    fast.clear_choices()
+    x, w = torch.empty(2, 3, 8, 8, device="meta"), torch.empty(4, 3, 3, 3, device="meta")
+    y = convlib.conv2d(x, w, padding=1, stride=2)
+    assert y.device.type == "meta" and y.shape == (2, 4, 4, 4) and not fast.choices()

@@ -50,7 +50,8 @@ def _plan_for(shape: Shape, a, plan, options) -> Plan:
         if plan.shape != shape:
             raise ValueError(f"plan is for shape {tuple(plan.shape)}, but the arguments have shape {tuple(shape)}")
         return plan
-    if any(v is not None for v in options.values()) or not choose.settings.tune:
+    measurable = x.device.type in ("cpu", "cuda")  # not 'meta' and the like: nothing to time there
+    if any(v is not None for v in options.values()) or not choose.settings.tune or not measurable:
         return choose.conv2d_plan(
             *shape, itemsize=x.element_size(), dtype=x.dtype, device=x.device, channels_last=a.channels_last, **options
         )
