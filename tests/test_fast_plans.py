@@ -77,9 +77,10 @@ def test_every_route_multiplies_like_addmm():
         torch.testing.assert_close(fast.gemm(route, a, b, bias), torch.addmm(bias, a, b.t()))
         torch.testing.assert_close(fast.gemm(route, a, b), a @ b.t())
     assert fast.available_routes(torch.float64, "cpu") == ("mm",)  # oneDNN's GEMM: float32 only
-    assert fast.fastest_route(torch.float32, "cpu", torch.get_num_threads()) in fast.available_routes(
-        torch.float32, "cpu"
-    )
+    for kind in fast.routes.PROBES:
+        for cl in (False, True):
+            route = fast.fastest_route(torch.float32, "cpu", torch.get_num_threads(), kind, cl)
+            assert route in fast.available_routes(torch.float32, "cpu")
     assert routes.resolve_route("linear_pointwise", torch.float64, "cpu") == "mm"
 
 
@@ -168,11 +169,12 @@ def test_rules_when_measuring_is_off(tuning):
     assert not fast.choices()  # nothing measured
     # the rules: where a oneDNN route is the fastest GEMM, ungrouped layers run patch blocks on it, built in the
     # input's own layout ('full' for NCHW, 'im2col_nhwc' for channels-last)
-    route = fast.fastest_route(torch.float32, "cpu", torch.get_num_threads())
+    route = fast.fastest_route(torch.float32, "cpu", torch.get_num_threads(), "thin")  # C*kh*kw = 72: thin
+    cl_route = fast.fastest_route(torch.float32, "cpu", torch.get_num_threads(), "thin", True)
     assert plan.route == route
     assert plan.mode == "full"  # (also the 'mm' route's rule here: a thin inner dimension, C*kh*kw = 72)
     cl = fast.plan_for(x.contiguous(memory_format=torch.channels_last), w, padding=1)
-    assert cl.mode == ("im2col_nhwc" if route != "mm" else "full") and cl.route == route
+    assert cl.mode == ("im2col_nhwc" if cl_route != "mm" else "full") and cl.route == cl_route
     fast.settings.route = "mm"
     assert fast.plan_for(x, w, padding=1).mode in ("tap", "full")
     fast.settings.route = "linear_mkldnn"

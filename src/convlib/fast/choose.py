@@ -1,8 +1,10 @@
 """Which plan for a shape: the rules used when nothing is measured, the checks on forced choices, the candidates.
 
-The rules: a depthwise layer runs 'depthwise', a 1x1 layer 'gemm1x1'; other ungrouped layers run 'im2col_nhwc'
-when a oneDNN route is the machine's fastest GEMM (:func:`routes.fastest_route`, measured once), otherwise the
-flat formulations ('full' for thin products, 'tap' for the rest), in the layouts chapter 6 measured.
+The rules: a depthwise layer runs 'depthwise', a 1x1 layer 'gemm1x1'; other ungrouped layers run patch blocks
+('full' for an NCHW input, 'im2col_nhwc' for a channels-last one) on a oneDNN route where that is the machine's
+fastest GEMM for a product of the layer's kind (:func:`routes.fastest_route`, measured once per process),
+otherwise the flat formulations on 'mm' ('full' for thin products, 'tap' for the rest), in the layouts chapter
+6 measured.
 """
 
 from __future__ import annotations
@@ -59,11 +61,14 @@ class Settings:
 settings = Settings.from_environment()
 
 
-def machine_route(dtype: torch.dtype, device) -> str:
-    """The GEMM route the rules use: ``settings.route`` (or its fallback), else the fastest measured here."""
+def machine_route(dtype: torch.dtype, device, shape: Shape | None = None, channels_last: bool = False) -> str:
+    """The GEMM route the rules use: ``settings.route`` (or its fallback), else the fastest measured here on a
+    product like the shape's (thin: C/groups*kh*kw at most ``FULL_MAX_K``; else wide) in its layout."""
     if settings.route is not None:
         return resolve_route(settings.route, dtype, device)
-    return fastest_route(dtype, str(device), torch.get_num_threads())
+    thin = shape is not None and shape.C // shape.groups * shape.taps <= FULL_MAX_K
+    kind = "thin" if thin else "wide"
+    return fastest_route(dtype, str(device), torch.get_num_threads(), kind, channels_last)
 
 
 def _same_width(s: Shape) -> bool:
@@ -163,9 +168,10 @@ def conv2d_plan(
     _check_names(mode, layout, route, block_bytes)
     s = Shape(N, C, H, W, O, kh, kw, tuple(stride), tuple(padding), tuple(dilation), groups)
     dtype = _DTYPES.get(itemsize, torch.float32) if dtype is None else dtype
-    preferred = machine_route(dtype, device) if route is None or route == "elementwise" else route
+    forced = route is not None and route != "elementwise"
+    preferred = route if forced else machine_route(dtype, device, s, channels_last)
     if mode is None:
-        mode = default_mode(s, preferred, layout, forced_route=route is not None, channels_last=channels_last)
+        mode = default_mode(s, preferred, layout, forced_route=forced, channels_last=channels_last)
     why = FORMULATIONS[mode].fits(s)
     if why is not None:
         raise ValueError(why)

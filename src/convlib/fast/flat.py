@@ -293,15 +293,17 @@ class FlatWorkspace:
     def _full(self, acc, w: BlockWork, srcs, W_row, bias):
         """One product with inner dimension C*kh*kw on the block of the patch matrix."""
         p = self.plan
-        T = p.kh * p.kw
-        cols = self.cols[: w.m * p.C * T * w.Q].view(w.m, p.C, T, w.Q)
+        K = p.C * p.kh * p.kw
+        if p.route != "mm":  # oneDNN: the block's images side by side, K x (m*Q), one product for them all
+            buf = self.cols[: K * w.m * w.Q]
+            self._fill_patches(buf.view(p.C, p.kh * p.kw, w.m, w.Q).permute(2, 0, 1, 3), w, srcs)
+            weights = Weights(p.route, W_row.matrix, None, W_row.onednn, None)
+            weights.times_into(buf.view(K, w.m * w.Q), acc.transpose(0, 1), bias)
+            return
+        cols = self.cols[: w.m * K * w.Q].view(w.m, p.C, p.kh * p.kw, w.Q)
         self._fill_patches(cols, w, srcs)
-        B = cols.view(w.m, p.C * T, w.Q)
-        if p.route != "mm":  # oneDNN's GEMM: one product per image
-            weights = Weights(p.route, W_row.matrix, bias, W_row.onednn, None)
-            for i in range(w.m):
-                weights.times_into(B[i], acc[i])
-        elif w.m == 1:
+        B = cols.view(w.m, K, w.Q)
+        if w.m == 1:
             out, B = acc[0], B[0]
             if bias is None:
                 torch.mm(W_row, B, out=out)

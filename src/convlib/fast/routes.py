@@ -22,7 +22,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ROUTES", "available_routes", "resolve_route", "pointwise_available", "gemm", "fastest_route", "Weights"]
+__all__ = [
+    "ROUTES",
+    "PROBES",
+    "available_routes",
+    "resolve_route",
+    "pointwise_available",
+    "gemm",
+    "fastest_route",
+    "Weights",
+]
 
 ROUTES = ("mm", "linear_mkldnn", "linear_pointwise")
 _FALLBACK = {"linear_pointwise": "linear_mkldnn", "linear_mkldnn": "mm"}
@@ -90,22 +99,25 @@ class Weights(NamedTuple):
             return F.linear(a.to_mkldnn(), self.onednn, self.onednn_bias).to_dense()
         return torch.mm(a, self.matrix.t()) if self.bias is None else torch.addmm(self.bias, a, self.matrix.t())
 
-    def times_into(self, b: torch.Tensor, out: torch.Tensor) -> None:
-        """``out = W @ b + bias`` (b: K x Q, out: an O x Q view, e.g. one image's NCHW outputs)."""
+    def times_into(self, b: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """``out = W @ b + bias`` (b: K x Q; out: an O x Q view, e.g. one image's NCHW outputs, or O x m x Q/m
+        for m images side by side in ``b``). ``bias``: instead of the prepared one ('mm': prepared only)."""
+        bias = self.bias if bias is None else bias
         if self.route == "mm":
-            if self.bias is None:
+            if bias is None:
                 torch.mm(self.matrix, b, out=out)
             else:
-                torch.addmm(self.bias.view(-1, 1), self.matrix, b, out=out)
+                torch.addmm(bias.view(-1, 1), self.matrix, b, out=out)
             return
         if self.route == "linear_pointwise":  # b.T as oneDNN's "weight": read transposed, not copied
             y = _pointwise_op()(self.matrix, b.t(), None, "none", [], "")
         else:
             y = F.linear(self.onednn, b.t().to_mkldnn()).to_dense()
-        if self.bias is None:
+        y = y.view(out.shape)
+        if bias is None:
             out.copy_(y)
         else:
-            torch.add(y, self.bias.view(-1, 1), out=out)
+            torch.add(y, bias.view(-1, *(1,) * (out.dim() - 1)), out=out)
 
     def linear_into(self, a: torch.Tensor, out: torch.Tensor) -> None:
         """``out = a @ W.T + bias`` (out: an M x O view, e.g. rows of a channels-last output)."""
@@ -139,7 +151,17 @@ def gemm(route: str, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None
     return Weights.prepare(route, b.contiguous(), bias).linear(a.contiguous())
 
 
-def _time_routes(routes, a, b, rounds: int) -> dict[str, float]:
+def _product(route: str, w: torch.Tensor, patches: torch.Tensor, out: torch.Tensor, channels_last: bool):
+    """The product the patch-block formulations make: ``out = patches @ w.T`` (channels-last patch rows) or
+    ``out = w @ patches`` (NCHW patch columns)."""
+    weights = Weights.prepare(route, w, None)
+    if channels_last:
+        weights.linear_into(patches, out)
+    else:
+        weights.times_into(patches, out)
+
+
+def _time_routes(routes, w, patches, out, channels_last: bool, rounds: int) -> dict[str, float]:
     """The best of ``rounds`` interleaved timings of each route's product (after one warm-up each)."""
     best = dict.fromkeys(routes, float("inf"))
     # one thread: the process's CPU time (not the time other processes take on a busy machine)
@@ -147,25 +169,36 @@ def _time_routes(routes, a, b, rounds: int) -> dict[str, float]:
     for r in range(rounds + 1):
         for route in routes:
             start = now()
-            gemm(route, a, b)
+            _product(route, w, patches, out, channels_last)
             if r:  # round 0 warms up
                 best[route] = min(best[route], now() - start)
     return best
 
 
-@functools.cache
-def fastest_route(dtype: torch.dtype = torch.float32, device: str = "cpu", threads: int = 1) -> str:
-    """The GEMM route that is fastest here, measured once per process (dtype, device and thread count).
+#: The products the route probe times (M patches of K values by O filters): a thin one (a first layer's or a
+#: small network's patch block: few input channels, few filters) and a wide one (a 3 x 3 layer, 64-128 channels).
+PROBES = {"thin": (2048, 144, 32), "wide": (1024, 576, 128)}
 
-    A 1024 x 576 by 576 x 128 product (a 3 x 3 layer's patch block times its weights), the best of three
-    interleaved timings per route. Only routes that can run are compared; with one, it is the answer.
+
+@functools.cache
+def fastest_route(
+    dtype: torch.dtype = torch.float32, device: str = "cpu", threads: int = 1, kind: str = "wide", channels_last=False
+) -> str:
+    """The GEMM route that is fastest here, measured once per process (dtype, device, threads, kind, layout).
+
+    ``kind``: which product of :data:`PROBES` (BLAS libraries and oneDNN differ most on thin products, where a
+    call's fixed cost counts), in the orientation the patch blocks have (``channels_last``: patch rows, else
+    NCHW patch columns); the best of three interleaved timings per route. Only routes that can run are
+    compared; with one, it is the answer.
     """
     routes = available_routes(dtype, device)
     if len(routes) == 1:
         return routes[0]
+    M, K, O = PROBES[kind]
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
-        a = torch.randn(1024, 576, generator=g).to(dtype=dtype, device=device)
-        b = torch.randn(128, 576, generator=g).to(dtype=dtype, device=device)
-        best = _time_routes(routes, a, b, rounds=3)
+        w = torch.randn(O, K, generator=g).to(dtype=dtype, device=device)
+        patches = torch.randn(*((M, K) if channels_last else (K, M)), generator=g).to(dtype=dtype, device=device)
+        out = torch.empty(*((M, O) if channels_last else (O, M)), dtype=dtype, device=device)
+        best = _time_routes(routes, w, patches, out, channels_last, rounds=3)
     return min(routes, key=lambda r: (best[r], routes.index(r)))
