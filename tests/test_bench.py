@@ -85,7 +85,7 @@ def test_method_bytes_match_the_tensors():
     csr = sum(t.numel() * t.element_size() for t in (M.values(), M.col_indices(), M.crow_indices()))
     assert bench.method_bytes("Toeplitz (sparse)", layer) == csr
     plan = fast.conv2d_plan(2, 3, 10, 10, 4, 3, 3, (1, 1), (1, 1))
-    assert bench.method_bytes("convlib.conv2d", layer) == fast._Workspace(plan, torch.float32, "cpu").nbytes
+    assert bench.method_bytes("convlib.conv2d", layer) == fast.workspace_nbytes(plan)
     assert bench.method_bytes("F.conv2d", layer) is None
     assert bench.method_bytes("convlib.conv2d", bench.SUITE["pointwise"]) == 0  # 1x1: one product, nothing kept
 
@@ -99,13 +99,12 @@ def _variants():
 
 
 @pytest.mark.parametrize(("layer", "opts"), list(_variants()))
-def test_workspace_adapter_is_the_fast_paths_workspace(layer, opts):
-    """The adapter computes, from the plan's public attributes, what the fast path's workspace allocates."""
+def test_every_ablation_variant_has_a_plan_and_a_workspace_size(layer, opts):
+    """Every variant the ablation times is a plan the fast path accepts (what a call keeps is tested in fast's own
+    tests: tests/test_fast_plans.py)."""
     plan = _fastpath.plan_for(layer, **opts)
-    if plan.mode == "gemm1x1":
-        assert _fastpath.workspace_nbytes(plan) == 0
-    else:
-        assert _fastpath.workspace_nbytes(plan) == fast._Workspace(plan, torch.float32, "cpu").nbytes
+    nbytes = _fastpath.workspace_nbytes(plan)
+    assert nbytes == 0 if plan.mode == "gemm1x1" else nbytes > 0
 
 
 def test_skip_reasons():
@@ -202,7 +201,9 @@ def test_allocator_probe_counts_page_faults():
         assert len(row["faults"]) == row["repeats"] == 2 and row["faults_median"] >= 0
 
 
-def test_describe_plan():
+def test_describe_plan(monkeypatch):
+    monkeypatch.setattr(fast.settings, "route", "mm")  # the rules for the 'mm' GEMM route (others: im2col_nhwc)
+
     def describe(name):
         return _fastpath.describe(_fastpath.plan_for(bench.SUITE[name]))
 

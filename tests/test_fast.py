@@ -18,18 +18,15 @@ from convlib import fast
 @contextlib.contextmanager
 def block_bytes(n):
     """Plan with blocks of about ``n`` bytes (16: one output row per block) inside the ``with``."""
-    names = ("BLOCK_BYTES", "EXACT_BLOCK_BYTES", "FULL_BLOCK_BYTES")
-    old = [getattr(fast, name) for name in names]
-    for name in names:
-        setattr(fast, name, n)
-    fast.conv2d_plan.cache_clear()
+    old = fast.settings.block_bytes
+    fast.settings.block_bytes = n
+    fast.clear_choices()
     fast.clear_workspaces()
     try:
         yield
     finally:
-        for name, value in zip(names, old):
-            setattr(fast, name, value)
-        fast.conv2d_plan.cache_clear()
+        fast.settings.block_bytes = old
+        fast.clear_choices()
         fast.clear_workspaces()
 
 
@@ -174,14 +171,16 @@ def test_blocks_cover_every_output_once(N, C, H, W, k, s, p, block):
 
 
 def test_plan_examples():
-    """The layouts and formulations of the suite's layers."""
-    plan = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1))
+    """The layouts and formulations of the suite's layers, by the rules for the 'mm' GEMM route."""
+    plan = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1), route="mm")
     assert (plan.layout, plan.mode, plan.Wc, plan.waste) == ("exact", "tap", 56, 1.0)  # written straight into y
     # tap (u, v) reads the input at offset (u - 1)*W + (v - 1); the top row of taps reaches output rows 1..55
     assert plan.taps[:4] == ((-1, -57, 1, 56), (0, -56, 1, 56), (1, -55, 1, 56), (-1, -1, 0, 56))
     # tap (0, 0) read the previous row's last pixel (column 55) for output column 0 of rows 2..55
     assert plan.corrections[0] == (0, 55, 0, 2, 56, 0)
+    assert plan.corrections[0].in_col == 55 and plan.corrections[0].out_col == 0
     assert len(plan.corrections) == 6  # three taps per side
+    assert plan.edges == ((0, 1), (55, 56))  # those output columns are computed afresh
     canvas = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1), layout="canvas")
     assert (canvas.Wc, canvas.Wo) == (57, 56)  # one garbage column per row: the shared padding
     assert canvas.taps[:4] == ((0, 0, 0, 56), (0, 1, 0, 56), (0, 2, 0, 56), (0, 57, 0, 56))
@@ -189,13 +188,15 @@ def test_plan_examples():
     assert 1 < canvas.waste < (55 * 57 + 56) / (56 * 56)
     whole = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (1, 1), (1, 1), layout="canvas", block_bytes=1 << 30)
     assert whole.blocks == ((0, 8, 0, 56),) and whole.waste == pytest.approx((55 * 57 + 56) / (56 * 56))
-    first = fast.conv2d_plan(32, 3, 32, 32, 32, 5, 5)
+    first = fast.conv2d_plan(32, 3, 32, 32, 32, 5, 5, route="mm")
     assert (first.layout, first.mode, first.Wc, first.Wo) == ("canvas", "full", 32, 28)  # the input is the canvas
     assert first.zero_copy
     assert fast.conv2d_plan(8, 64, 56, 56, 128, 1, 1).mode == "gemm1x1"
-    assert fast.conv2d_plan(1, 256, 14, 14, 256, 3, 3, (1, 1), (1, 1)).mode == "full"  # weights > patch matrix
+    assert (
+        fast.conv2d_plan(1, 256, 14, 14, 256, 3, 3, (1, 1), (1, 1), route="mm").mode == "full"
+    )  # weights > patch matrix
     assert fast.conv2d_plan(16, 32, 32, 32, 32, 3, 3, (1, 1), (1, 1), (1, 1), 32).mode == "depthwise"
-    s2 = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (2, 2), (1, 1))
+    s2 = fast.conv2d_plan(8, 64, 56, 56, 64, 3, 3, (2, 2), (1, 1), route="mm")
     assert s2.layout == "phases" and s2.phases == 4 and (s2.Hr, s2.Wc) == (29, 29)  # 58 padded rows, in two
 
 
@@ -221,7 +222,8 @@ def test_canvas_of_a_small_image():
 
 
 def test_no_convolution_or_unfold_op_runs():
-    """The profiler's list of every ATen op conv2d runs has no convolution, unfold/im2col or oneDNN op."""
+    """The profiler's list of every op conv2d runs, in every plan and route: no convolution, no unfold/im2col op,
+    and of oneDNN only its GEMM (the linear ops and their tensor conversions)."""
     from torch.profiler import ProfilerActivity, profile
 
     shapes = [
@@ -232,15 +234,29 @@ def test_no_convolution_or_unfold_op_runs():
         ((2, 6, 7, 7), (4, 6, 1, 1), {}),  # gemm1x1
         ((2, 6, 7, 7), (4, 3, 3, 3), {"groups": 2}),  # grouped tap
     ]
+    onednn_gemm = {
+        "mkldnn::_linear_pointwise",
+        "aten::mkldnn_linear",
+        "aten::to_mkldnn",
+        "aten::_to_dense",
+        "aten::to_dense",
+    }
+    plans = 0
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for xs, ws, kw in shapes:
-            convlib.conv2d(torch.randn(xs), torch.randn(ws), torch.randn(ws[0]), **kw)
+            x, w, b = torch.randn(xs), torch.randn(ws), torch.randn(ws[0])
+            for plan in fast.candidates(fast.plan_for(x, w, b, **kw).shape, every_route=True):
+                convlib.conv2d(x, w, b, **kw, plan=plan)
+                plans += 1
     names = {e.key for e in prof.key_averages()}
-    forbidden = [n for n in names if any(w in n.lower() for w in ("conv", "im2col", "unfold", "col2im", "mkldnn"))]
+    forbidden = [n for n in names if any(w in n.lower() for w in ("conv", "im2col", "unfold", "col2im"))]
     assert not forbidden, forbidden
-    products = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm_"}
+    onednn = {n for n in names if "mkldnn" in n.lower()}
+    assert onednn <= onednn_gemm, onednn - onednn_gemm
+    products = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_"}
     assert len(products & names) >= 2, names  # the work is done by matrix products
     assert "aten::addcmul_" in names  # ... and, for the depthwise layer, by diagonal ones
+    assert plans >= 4 * len(shapes)
 
 
 # ---------------------------------------------------------------- bad input: clear errors
@@ -263,11 +279,16 @@ BAD_CALLS = [
     ((X.numpy(), WT), {}, TypeError, "input must be a torch.Tensor"),
     ((X.double(), WT), {}, TypeError, "same dtype"),
     ((X.long(), WT.long()), {}, TypeError, "floating-point dtype"),
-    ((X, WT), {"mode": "winograd"}, ValueError, "mode must be one of"),
-    ((X, WT), {"layout": "nhwc"}, ValueError, "layout must be one of"),
+    ((X, WT), {"mode": "nonsense"}, ValueError, "mode must be one of"),
+    ((X, WT), {"route": "blas"}, ValueError, "route must be one of"),
+    ((X, WT), {"mode": "tap", "route": "linear_pointwise"}, ValueError, "mode='tap' uses route"),
+    ((X, WT), {"mode": "tap", "layout": "nhwc"}, ValueError, "mode='tap' reads layout"),
+    ((X, WT), {"plan": "exact"}, TypeError, "plan must be a convlib.fast.Plan"),
+    ((X, WT), {"plan": fast.conv2d_plan(2, 4, 6, 6, 2, 3, 3)}, ValueError, "plan is for shape"),
+    ((X, WT), {"layout": "diagonal"}, ValueError, "layout must be one of"),
     ((X, WT), {"block_bytes": 0}, ValueError, "block_bytes must be a positive int"),
     ((X, WT), {"layout": "exact", "stride": 2}, ValueError, "layout='exact' needs stride 1"),
-    ((X, WT), {"layout": "canvas", "stride": 2}, ValueError, "layout='canvas' needs stride 1"),
+    ((X, WT), {"layout": "canvas", "stride": 2, "mode": "tap"}, ValueError, "layout='canvas' needs stride 1"),
     ((X, torch.randn(2, 2, 3, 3)), {"groups": 2, "mode": "full"}, ValueError, "mode='full' needs groups=1"),
     ((X, WT), {"mode": "depthwise"}, ValueError, "mode='depthwise' needs groups equal to the 4 input channels"),
     ((X, WT), {"mode": "gemm1x1"}, ValueError, "mode='gemm1x1' needs a 1x1 kernel"),

@@ -104,7 +104,7 @@ def _toeplitz_bytes(layer: Layer, itemsize: int) -> int:
 
 
 def _fast_bytes(layer: Layer, itemsize: int) -> int:
-    return _fastpath.workspace_nbytes(_fastpath.plan_for(layer, itemsize=itemsize), itemsize)
+    return _fastpath.workspace_nbytes(_fastpath.plan_for(layer, itemsize=itemsize))
 
 
 def _builtin() -> list[Method]:
