@@ -207,7 +207,7 @@ def test_describe_plan(monkeypatch):
     def describe(name):
         return _fastpath.describe(_fastpath.plan_for(bench.SUITE[name]))
 
-    assert describe("pointwise") == "gemm1x1: one product per image"
+    assert describe("pointwise") == "gemm1x1 via mm: one product per image"
     assert describe("resnet-s1").startswith("tap, exact")
     assert describe("depthwise").startswith("depthwise")
 
