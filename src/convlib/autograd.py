@@ -10,8 +10,15 @@ product per image, ``Y = W_row @ cols``. Its backward pass is three more product
 
 ``Conv2dFunction`` is a ``torch.autograd.Function`` that computes exactly these: its forward runs without
 autograd (PyTorch records one node for the whole layer, not the im2col steps) and its backward is ours.
+It is the book's version, written to be read.
+
+``FastConv2dFunction`` (:mod:`convlib.backprop`) computes the same three gradients as convolutions with the
+fast path :func:`convlib.conv2d`: ``dL/dx`` as a transposed convolution (one stride-1 convolution per phase of
+the stride), ``dL/dW`` as one product with the patch matrix of the whole batch.
+
 ``Conv2d`` is a drop-in replacement for ``torch.nn.Conv2d``: same constructor, same parameters and
-initialisation, so a state_dict moves between the two in either direction.
+initialisation, so a state_dict moves between the two in either direction. ``Conv2d(..., method='fast')``
+(the default) runs ``FastConv2dFunction``, ``method='im2col'`` runs ``Conv2dFunction``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Backpropagation through a convolution with convolutions: the fast backward of :class:`convlib.Conv2d`.
 
-Chapter 4 writes the backward pass as three products, ``dL/dK = G @ cols^T``, ``dL/dx = col2im(K_row^T @ G)``
-and ``dL/db = sum(G)`` (``G = dL/dY``). Each of the first two is itself a convolution, so the fast
-convolution :func:`convlib.conv2d` can compute the backward pass as well as the forward pass:
+Chapter 4 writes the backward pass as three products (``G = dL/dY``; ``W_row`` is the kernel ``K`` as an
+O x C/g*kh*kw matrix): ``dL/dW_row = G @ cols^T``, ``dL/dx = col2im(W_row^T @ G)`` and ``dL/db = sum(G)``.
+Each of the first two is itself a convolution, so the fast convolution :func:`convlib.conv2d` can compute the
+backward pass as well as the forward pass:
 
 * ``dL/dx`` is the *transposed* convolution of ``G`` (:func:`conv2d_input`). With stride 1 it is an ordinary
   convolution of ``G``, padded by ``d(k-1) - p``, with the kernel rotated by 180 degrees and its in- and
@@ -81,11 +82,12 @@ def tangent(function, ctx, dx, dw, db) -> torch.Tensor | None:
         terms.append(function.apply(dx, weight, None, *ctx.args))
     if dw is not None:
         terms.append(function.apply(x, dw, None, *ctx.args))
-    if db is not None and terms:
+    if db is not None:
+        if not terms:  # only the bias moves: dY is db at every output position
+            a = conv2d_args(x, weight, None, *ctx.args)
+            shape = (weight.shape[0], *a.output_hw) if x.dim() == 3 else (x.shape[0], weight.shape[0], *a.output_hw)
+            terms.append(db.new_zeros(shape))
         terms[0] = terms[0] + db.view(-1, 1, 1)
-    elif db is not None:  # only the bias moves: dY is db at every position
-        y = function.apply(x.detach(), weight.detach(), None, *ctx.args)
-        terms.append(torch.zeros_like(y) + db.view(-1, 1, 1))
     return sum(terms[1:], terms[0]) if terms else None
 
 
@@ -198,12 +200,12 @@ def _shifted(grad_y, ph: _Phase, pw: _Phase):
     return F.pad(grad_y, (pw.before, pw.after, ph.before, ph.after)), (0, 0)  # negative amounts cut
 
 
-def _phase_kernels(weight, groups, rows, cols):
+def _phase_kernels(weight, groups, down, across):
     """For every phase pair, the flipped, channel-swapped kernel restricted to the taps that phase receives."""
     flipped = flip_swap_kernel(weight, groups)  # (C, O/g, kh, kw): the transposed convolution's kernel
     kernels = {}
-    for a, ph in enumerate(rows):
-        for b, pw in enumerate(cols):
+    for a, ph in enumerate(down):
+        for b, pw in enumerate(across):
             if ph is not None and pw is not None:
                 sub = flipped[:, :, ph.first :: ph.step, pw.first :: pw.step][:, :, : ph.count, : pw.count]
                 kernels[a, b] = sub.contiguous()
@@ -223,15 +225,15 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     stride, dilation = pair(stride, "stride", minimum=1), pair(dilation, "dilation", minimum=1)
     sides = padding if isinstance(padding, Sides) else padding_sides(padding, (kh, kw), dilation, stride)
     Ho, Wo = grad_output.shape[2:]
-    rows = phases(H, kh, stride[0], dilation[0], sides.top, Ho)
-    cols = phases(W, kw, stride[1], dilation[1], sides.left, Wo)
-    key = ("phases", groups, rows, cols)
-    make = lambda w: _phase_kernels(w, groups, rows, cols)  # noqa: E731
+    down = phases(H, kh, stride[0], dilation[0], sides.top, Ho)  # the phases along the height
+    across = phases(W, kw, stride[1], dilation[1], sides.left, Wo)  # and along the width
+    key = ("phases", groups, down, across)
+    make = lambda w: _phase_kernels(w, groups, down, across)  # noqa: E731
     kernels = make(weight) if cache is None else cache.get(weight, key, make)
     Mh, Mw = -(-H // stride[0]), -(-W // stride[1])
     parts = []
-    for a, ph in enumerate(rows):
-        for b, pw in enumerate(cols):
+    for a, ph in enumerate(down):
+        for b, pw in enumerate(across):
             if (a, b) not in kernels:  # no tap lands on this phase: its pixels get no gradient
                 parts.append(grad_output.new_zeros(N, C, Mh, Mw))
                 continue
@@ -260,7 +262,7 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     g = groups
     stride, dilation = pair(stride, "stride", minimum=1), pair(dilation, "dilation", minimum=1)
     sides = padding if isinstance(padding, Sides) else padding_sides(padding, (kh, kw), dilation, stride)
-    xp = F.pad(input, sides.lrtb).contiguous()
+    xp = (F.pad(input, sides.lrtb) if any(sides) else input).contiguous()
     view = patch_view(xp, (kh, kw), stride, dilation)  # N x C x kh x kw x Ho x Wo, no copy
     Ho, Wo = view.shape[4:]
     cols = view.permute(1, 2, 3, 0, 4, 5).reshape(g, Cg * kh * kw, N * Ho * Wo)  # the copy
