@@ -546,6 +546,20 @@ def test_kernel_too_large_names_the_callers_sizes(method, mode):
     assert str(error.value) == str(zeros_error.value)
 
 
+@EVERY_METHOD
+def test_conv2d_trains_after_a_call_under_inference_mode(method):
+    """Evaluating under torch.inference_mode leaves nothing behind that a later training step cannot use."""
+    torch.manual_seed(0)
+    layer = Conv2d(32, 32, 3, padding=1, method=method)
+    x = torch.randn(2, 32, 24, 24)
+    with torch.inference_mode():
+        y_eval = layer(x)
+    y = layer(x)
+    y.sum().backward()
+    torch.testing.assert_close(y.detach(), y_eval)
+    assert layer.weight.grad is not None
+
+
 def test_methods_compute_differently_but_agree():
     """method='fast' runs FastConv2dFunction (convlib.conv2d), method='im2col' Conv2dFunction: one node each."""
     x = torch.randn(2, 3, 8, 8)

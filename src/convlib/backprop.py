@@ -98,7 +98,10 @@ def _fast_conv(a: ConvArgs) -> torch.Tensor:
     """:func:`convlib.conv2d` on checked arguments (4-D, symmetric padding), also for an empty batch."""
     if a.x.shape[0] == 0:  # convlib.conv2d plans its blocks per image and has no plan for an empty batch
         return a.x.new_zeros(0, a.weight.shape[0], *a.output_hw)
-    return conv2d(a.x, a.weight, a.bias, a.stride, a.padding, a.dilation, a.groups)
+    # Under inference_mode the buffers convlib.conv2d keeps between calls would be created as inference
+    # tensors, which later calls outside inference_mode (training) may not write: keep them normal tensors.
+    with torch.inference_mode(False):
+        return conv2d(a.x, a.weight, a.bias, a.stride, a.padding, a.dilation, a.groups)
 
 
 class FastConv2dFunction(torch.autograd.Function):
