@@ -98,10 +98,13 @@ def _fast_conv(a: ConvArgs) -> torch.Tensor:
     """:func:`convlib.conv2d` on checked arguments (4-D, symmetric padding), also for an empty batch."""
     if a.x.shape[0] == 0:  # convlib.conv2d plans its blocks per image and has no plan for an empty batch
         return a.x.new_zeros(0, a.weight.shape[0], *a.output_hw)
-    # Under inference_mode the buffers convlib.conv2d keeps between calls would be created as inference
-    # tensors, which later calls outside inference_mode (training) may not write: keep them normal tensors.
-    with torch.inference_mode(False):
-        return conv2d(a.x, a.weight, a.bias, a.stride, a.padding, a.dilation, a.groups)
+    args = (a.x, a.weight, a.bias, a.stride, a.padding, a.dilation, a.groups)
+    if torch.is_inference_mode_enabled():
+        # convlib.conv2d keeps buffers between calls; made under inference_mode they would be inference
+        # tensors, which a later call outside it (training) may not write: make them normal tensors.
+        with torch.inference_mode(False):
+            return conv2d(*args)
+    return conv2d(*args)
 
 
 class FastConv2dFunction(torch.autograd.Function):
