@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,3 +158,17 @@ def test_kernel_cache_is_bypassed_while_autograd_records():
     other = w.detach().clone().requires_grad_(True)  # equal values, another tensor
     with torch.no_grad():
         assert cache.get(other, "k", make) is not a
+
+
+def test_a_layer_with_kept_kernels_pickles():
+    """torch.save of a whole layer after a backward pass (the kept kernels are not saved, and are derived again)."""
+    layer = convlib.Conv2d(2, 3, 3, stride=2)
+    x = torch.randn(1, 2, 7, 7, requires_grad=True)
+    layer(x).sum().backward()
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    copy = torch.load(buffer, weights_only=False)
+    x2 = x.detach().clone().requires_grad_(True)
+    copy(x2).sum().backward()
+    torch.testing.assert_close(x2.grad, x.grad)

@@ -291,6 +291,12 @@ class KernelCache:
     def __init__(self):
         self._weight, self._stamp, self._kernels = None, None, {}
 
+    def __getstate__(self):  # pickled (torch.save of a whole layer) empty: the kernels are derived again
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
     def get(self, weight: torch.Tensor, key, make):
         if torch.is_grad_enabled() and weight.requires_grad:
             return make(weight)
