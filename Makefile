@@ -80,8 +80,8 @@ STRIP_WIDGETS := import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); nb.me
 	nbformat.write(nb, sys.argv[1])
 notebooks: $(STAMP)
 	cd chapters && for nb in $(notdir $(NB)); do \
-		echo "executing $$nb"; ../$(BIN)/jupyter execute --inplace --kernel_name=python3 $$nb || exit 1; \
-		../$(BIN)/python -c '$(STRIP_WIDGETS)' $$nb || exit 1; done
+		echo "executing $$nb"; $(abspath $(BIN))/jupyter execute --inplace --kernel_name=python3 $$nb || exit 1; \
+		$(abspath $(BIN))/python -c '$(STRIP_WIDGETS)' $$nb || exit 1; done
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/
