@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from matplotlib.colors import LinearSegmentedColormap, Normalize, to_rgba
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, Locator
 
 __all__ = [
     "PALETTE",
@@ -206,19 +207,26 @@ def _label_axis(ax, axis: str, n: int, first: int, ticks):
             raise ValueError(f"got {len(ticks)} tick labels for {n} cells")
         set_ticks(np.arange(n) + 0.5, labels=[str(t) for t in ticks])
         return
-    step = ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else _tick_step(ax, axis, n, first)
-    idx = np.arange(0, n, step)
-    set_ticks(idx + 0.5, labels=[str(i + first) for i in idx])
+    axis_ = ax.yaxis if axis == "y" else ax.xaxis
+    if isinstance(ticks, int) and not isinstance(ticks, bool):
+        axis_.set_major_locator(FixedLocator(np.arange(0, n, ticks) + 0.5))
+    else:
+        axis_.set_major_locator(_CellTicks(n, first, axis))
+    axis_.set_major_formatter(FuncFormatter(lambda x, _: str(int(round(x - 0.5)) + first)))
 
 
-def _tick_step(ax, axis: str, n: int, first: int) -> int:
-    """The smallest step 1, 2, 5, 10, 20, ... at which the labels of ``n`` cells do not overlap."""
-    box = ax.get_position()
-    fw, fh = ax.figure.get_size_inches()
-    length = (box.height * fh if axis == "y" else box.width * fw) * 72
-    chars = max(len(str(first)), len(str(first + n - 1)))
-    need = FONT["tick"] * (1.3 if axis == "y" else 0.62 * chars + 0.8)  # points per label
-    for step in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
-        if length * step / n >= need:
-            return step
-    return max(1, n // 5)
+class _CellTicks(Locator):
+    """Ticks at the centres of every k-th of ``n`` cells, k = 1, 2, 5, 10, 20, ... the smallest at which the labels
+    do not overlap; chosen when the axes is drawn, so it holds for the axes' final size."""
+
+    def __init__(self, n: int, first: int, axis: str):
+        self.n, self.first, self.axis_name = n, first, axis
+
+    def __call__(self):
+        ax = self.axis.axes
+        box = ax.get_window_extent()
+        length = (box.height if self.axis_name == "y" else box.width) * 72 / ax.figure.dpi  # points
+        chars = max(len(str(self.first)), len(str(self.first + self.n - 1)))
+        need = FONT["tick"] * (1.3 if self.axis_name == "y" else 0.62 * chars + 0.8)  # points per label
+        steps = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if length * k / self.n >= need]
+        return np.arange(0, self.n, steps[0] if steps else max(1, self.n // 5)) + 0.5
