@@ -80,3 +80,4 @@ def test_tick_labels_thin_out_to_fit_the_axes_as_drawn():
 def test_every_figure_is_at_most_the_books_width():
     assert viz.MAX_FIG_WIDTH == 8.0 and viz.DPI * viz.MAX_FIG_WIDTH >= 900
     assert min(style.FONT[k] for k in ("suptitle", "title", "label", "tick", "cell")) >= 10
+    assert viz.player.READABLE >= 11  # an animation frame is shown at 0.9 of its size in a 700-pixel column

@@ -27,7 +27,7 @@ from .player import (
     term,
     window_outline,
 )
-from .style import ELL, FONT, PALETTE, draw_cells, number_format, outline, role_colors
+from .style import ELL, FONT, PALETTE, draw_cells, fits, number_format, outline, role_colors
 
 __all__ = ["animate_window_sum", "animate_patch_matrix", "animate_toeplitz_row", "animate_feature_map"]
 
@@ -79,9 +79,9 @@ def _window_sum_panels(fr, fmt: str, dpi: int):
     (C, kh, _), (Hp, Wp), Wo = fr.kernel.shape, fr.padded.shape[1:], fr.output.shape[1]
     out_w = max(Wo * max(1.0, 0.4 * _widest(fr.output, fmt)), 3) + 0.5
     cell = min(0.45, 7.0 / (C * (Wp + 1) + out_w + 1))
-    height = cell * (Hp + kh) + 1.9
+    height = cell * (Hp + 1.5 * kh) + 1.9
     fig = frame_figure(height, dpi)
-    ratios = dict(width_ratios=[Wp] * C + [out_w], height_ratios=[Hp, kh])
+    ratios = dict(width_ratios=[Wp] * C + [out_w], height_ratios=[Hp, 1.5 * kh])  # kernel cells larger, for "-1"
     gs = fig.add_gridspec(2, C + 1, **ratios, **margins(height, 0.85, 0.45), wspace=0.3, hspace=0.35)
     ax_in = [fig.add_subplot(gs[0, c]) for c in range(C)]
     ax_k = [fig.add_subplot(gs[1, c]) for c in range(C)]
@@ -234,7 +234,7 @@ def _toeplitz_panels(fr, fmt: str, dpi: int):
         2, 2, **ratios, **margins(height, 0.85, 0.6, left=0.04, right=0.99), wspace=0.8 / D, hspace=0.5 / L
     )
     ax_M, ax_y, ax_x = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, 0])
-    rows_of_o = dict(origin=(fr.out_channel * L, 0), ticks=("auto", False))
+    rows_of_o = dict(origin=(fr.out_channel * L, 0), ticks=("auto", False), min_fontsize=READABLE)
     draw_cells(ax_M, role_colors(fr.M_rows, "kernel"), **rows_of_o, lines="#EEEEEE", aspect="auto")
     x_row = fr.x_flat.reshape(1, D).numpy()
     draw_cells(
@@ -265,7 +265,7 @@ def _row_entries(ax, M, l, reads, fmt):
     texts = []
     for r in reads:
         text = format(M[l, r] + 0.0, fmt)
-        if (cw - 3.0) / (0.64 * len(text)) >= READABLE:
+        if fits(text, cw, READABLE):
             texts.append(ax.text(r + 0.5, l + 0.5, text, ha="center", va="center", fontsize=READABLE))
     return texts
 

@@ -158,7 +158,7 @@ def make_animation(fig, draw, frames: list, values: torch.Tensor, title: str, in
 
 # ---------------------------------------------------------------- what every animation draws with
 
-READABLE = FONT["label"]  # points: the smallest text in a frame
+READABLE = FONT["label"] + 1  # points: the smallest text in a frame (11: 10 pt or more in a column of 700 px)
 
 
 class FrameArtists:

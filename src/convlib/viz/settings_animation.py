@@ -73,7 +73,7 @@ def _draw_setting_input(ax, f, size, limits):
     Hp, Wp = H + top + bottom, W + left + right
     rgba = role_colors(np.full((Hp, Wp), 0.35), "input", vmax=1.0)
     rgba[padding_mask((Hp, Wp), f["sides"])] = to_rgb(PALETTE["padding"]) + (1.0,)
-    draw_cells(ax, rgba, origin=(-top, -left))
+    draw_cells(ax, rgba, origin=(-top, -left), min_fontsize=READABLE)
     ax.xaxis.tick_top()
     starts = np.asarray(f["starts"], dtype=float)
     ax.scatter(starts[:, 1] + left + 0.5, starts[:, 0] + top + 0.5, s=22, color=PALETTE["kernel"], zorder=3)
@@ -92,7 +92,7 @@ def _draw_setting_output(ax, f, limits):
     """The Ho x Wo output of one setting, the cells the outlined windows write outlined in the same colours."""
     Ho, Wo = f["Ho"], f["Wo"]
     rgba = np.broadcast_to(np.array(to_rgb(PALETTE["output"]) + (1.0,)), (Ho, Wo, 4))
-    draw_cells(ax, rgba)
+    draw_cells(ax, rgba, min_fontsize=READABLE)
     ax.xaxis.tick_top()
     for window, color in zip(f["windows"], WINDOW_COLORS):
         outline(ax, window["i"], window["j"], lw=3.0, color=color)

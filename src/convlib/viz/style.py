@@ -36,6 +36,7 @@ __all__ = [
     "number_format",
     "outline",
     "draw_cells",
+    "fits",
     "as_matrix",
 ]
 
@@ -142,8 +143,9 @@ def draw_cells(
     ``rgba`` holds the H x W x 4 cell colours (:func:`role_colors`). ``values`` (H x W) are written into the
     cells where ``show`` (H x W booleans, default all) is True, in ``fmt`` (default: integers without decimals),
     each in black or white, whichever stands out on its cell (:func:`text_color`); ``fontsize=None`` takes the
-    largest size up to ``FONT['cell']`` at which the widest number fits its cell, and writes no number if that
-    size is below ``min_fontsize`` (no number is ever clipped). Cell (r, c) covers
+    largest size up to ``FONT['cell']`` (or ``min_fontsize``, if larger) at which the widest number fits its
+    cell, and writes no number if that size is below ``min_fontsize`` (no number is ever clipped); the tick
+    labels are no smaller than ``min_fontsize`` either. Cell (r, c) covers
     x in [c, c+1] and y in [r, r+1], y pointing down, so ``outline(ax, r, c)`` marks it.
 
     Tick labels count rows and columns from ``origin = (first row, first column)``. A grid of a zero-padded
@@ -159,9 +161,10 @@ def draw_cells(
         ax.set_xticks(np.arange(W + 1), minor=True)
         ax.set_yticks(np.arange(H + 1), minor=True)
         ax.grid(which="minor", color=lines, lw=linewidth)
-    ax.tick_params(which="both", length=0, labelsize=FONT["tick"])
-    _label_axis(ax, "y", H, origin[0], ticks[0])
-    _label_axis(ax, "x", W, origin[1], ticks[1])
+    tick_size = max(FONT["tick"], min_fontsize)
+    ax.tick_params(which="both", length=0, labelsize=tick_size)
+    _label_axis(ax, "y", H, origin[0], ticks[0], tick_size)
+    _label_axis(ax, "x", W, origin[1], ticks[1], tick_size)
     if values is not None:
         _write_numbers(ax, rgba, np.asarray(values, dtype=float), show, fmt, fontsize, aspect, min_fontsize)
     return ax
@@ -180,6 +183,11 @@ def _text_width(text: str) -> float:
     return sum(0.84 if ch == "-" else 0.32 if ch in ".," else 0.64 for ch in text)
 
 
+def fits(text: str, cell_points: float, fontsize: float) -> bool:
+    """Whether the number ``text`` fits a cell ``cell_points`` wide at ``fontsize`` points (with a margin)."""
+    return _text_width(text) * fontsize <= cell_points - 2.5
+
+
 def _write_numbers(ax, rgba, values, show, fmt, fontsize, aspect, min_fontsize):
     H, W = values.shape
     show = np.ones((H, W), dtype=bool) if show is None else np.asarray(show, dtype=bool)
@@ -190,14 +198,14 @@ def _write_numbers(ax, rgba, values, show, fmt, fontsize, aspect, min_fontsize):
     if fontsize is None:
         cw, ch = _axes_cell_points(ax, H, W, aspect)
         widest = max(_text_width(t) for t in texts.values())  # in ems
-        fontsize = math.floor(min(FONT["cell"], (cw - 3.0) / widest, 0.72 * ch) * 2) / 2
+        fontsize = math.floor(min(max(FONT["cell"], min_fontsize), (cw - 2.5) / widest, 0.72 * ch) * 2) / 2
         if fontsize < min_fontsize:
             return  # the numbers would not fit in their cells at a readable size
     for (r, c), text in texts.items():
         ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=fontsize, color=text_color(rgba[r, c]))
 
 
-def _label_axis(ax, axis: str, n: int, first: int, ticks):
+def _label_axis(ax, axis: str, n: int, first: int, ticks, size: float):
     set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
     if ticks is False or ticks is None or n == 0:
         set_ticks([])
@@ -211,7 +219,7 @@ def _label_axis(ax, axis: str, n: int, first: int, ticks):
     if isinstance(ticks, int) and not isinstance(ticks, bool):
         axis_.set_major_locator(FixedLocator(np.arange(0, n, ticks) + 0.5))
     else:
-        axis_.set_major_locator(_CellTicks(n, first, axis))
+        axis_.set_major_locator(_CellTicks(n, first, axis, size))
     axis_.set_major_formatter(FuncFormatter(lambda x, _: str(int(round(x - 0.5)) + first)))
 
 
@@ -219,14 +227,14 @@ class _CellTicks(Locator):
     """Ticks at the centres of every k-th of ``n`` cells, k = 1, 2, 5, 10, 20, ... the smallest at which the labels
     do not overlap; chosen when the axes is drawn, so it holds for the axes' final size."""
 
-    def __init__(self, n: int, first: int, axis: str):
-        self.n, self.first, self.axis_name = n, first, axis
+    def __init__(self, n: int, first: int, axis: str, size: float):
+        self.n, self.first, self.axis_name, self.size = n, first, axis, size
 
     def __call__(self):
         ax = self.axis.axes
         box = ax.get_window_extent()
         length = (box.height if self.axis_name == "y" else box.width) * 72 / ax.figure.dpi  # points
         chars = max(len(str(self.first)), len(str(self.first + self.n - 1)))
-        need = FONT["tick"] * (1.3 if self.axis_name == "y" else 0.62 * chars + 0.8)  # points per label
+        need = self.size * (1.3 if self.axis_name == "y" else 0.62 * chars + 0.8)  # points per label
         steps = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if length * k / self.n >= need]
         return np.arange(0, self.n, steps[0] if steps else max(1, self.n // 5)) + 0.5

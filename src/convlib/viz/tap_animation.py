@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 from .frames import one_image
 from .grids import show_grid
 from .player import DPI, READABLE, Animation, FrameArtists, fill_output, frame_figure, make_animation, margins
-from .style import ELL, FONT, PALETTE, draw_cells, number_format, outline, role_cmap, role_colors
+from .style import ELL, FONT, PALETTE, draw_cells, fits, number_format, outline, role_cmap, role_colors
 
 __all__ = ["animate_tap_slices"]
 
@@ -243,7 +243,7 @@ class _StripPainter:
             artists.append(ax.add_patch(Rectangle((q + off, C + 1), 1, 1, facecolor=colour, edgecolor="#CCCCCC")))
             if q in bad:
                 artists += [_cross(ax, q + off, C + 1), *[_cross(ax, q + off, c) for c in range(C)]]
-            elif (self.cell_points - 3.0) / (0.64 * len(format(contrib[q], self.fmt)) + 0.2) >= READABLE:
+            elif fits(format(contrib[q] + 0.0, self.fmt), self.cell_points, READABLE):
                 text = format(contrib[q] + 0.0, self.fmt)
                 artists.append(ax.text(q + off + 0.5, C + 1.5, text, ha="center", va="center", fontsize=READABLE))
         artists.append(outline(ax, C + 1, l0 + off, 1, l1 - l0, lw=1.2, color=PALETTE["output"]))
