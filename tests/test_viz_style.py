@@ -81,3 +81,13 @@ def test_every_figure_is_at_most_the_books_width():
     assert viz.MAX_FIG_WIDTH == 8.0 and viz.DPI * viz.MAX_FIG_WIDTH >= 900
     assert min(style.FONT[k] for k in ("suptitle", "title", "label", "tick", "cell")) >= 10
     assert viz.player.READABLE >= 11  # an animation frame is shown at 0.9 of its size in a 700-pixel column
+
+
+def test_every_public_name_of_viz_resolves_to_its_home():
+    for name in viz.__all__:
+        assert getattr(viz, name) is not None
+    assert viz.show_grid.__module__ == "convlib.viz.grids" and viz.animate_tap_slices.__module__.endswith(
+        "tap_animation"
+    )
+    with pytest.raises(AttributeError, match="no attribute 'plot'"):
+        viz.plot  # noqa: B018

@@ -145,8 +145,8 @@ def draw_cells(
     each in black or white, whichever stands out on its cell (:func:`text_color`); ``fontsize=None`` takes the
     largest size up to ``FONT['cell']`` (or ``min_fontsize``, if larger) at which the widest number fits its
     cell, and writes no number if that size is below ``min_fontsize`` (no number is ever clipped); the tick
-    labels are no smaller than ``min_fontsize`` either. Cell (r, c) covers
-    x in [c, c+1] and y in [r, r+1], y pointing down, so ``outline(ax, r, c)`` marks it.
+    labels are no smaller than ``min_fontsize`` either. Cell (r, c) covers x in [c, c+1] and y in [r, r+1],
+    y pointing down, so ``outline(ax, r, c)`` marks it.
 
     Tick labels count rows and columns from ``origin = (first row, first column)``. A grid of a zero-padded
     image passes ``(-ph, -pw)``: **its labels are the input's own indices, the padding at -1 (and at H or W)**,
