@@ -113,3 +113,13 @@ def test_show_zero_insertion_panels(stride, padding, dilation):
 def test_show_zero_insertion_needs_padding_within_reach():
     with pytest.raises(ValueError, match="needs padding <= d\\(k-1\\) = 2"):
         convlib.viz.show_zero_insertion(torch.ones(2, 2), torch.ones(3, 3), stride=2, padding=3)
+
+
+def test_stamp_figures_check_their_arguments_like_pytorch():
+    x, K = torch.ones(2, 2), torch.ones(3, 3)
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        convlib.viz.show_stamps(x, K, stride=0)
+    with pytest.raises(TypeError, match="padding must be an int"):
+        convlib.viz.show_stamps(x, K, padding=0.5)
+    with pytest.raises(ValueError, match="dilation must be at least 1"):
+        convlib.viz.show_zero_insertion(x, K, dilation=0)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..args import conv2d_args
+from ..args import as_int, conv2d_args
 from .frames import input_sides
 from .grids import show_grid
 from .matrices import show_matrix
@@ -303,6 +303,7 @@ def show_stamps(x, kernel, stride: int = 1, padding: int = 0, ncols: int = 3, ti
     """
     X, K = as_matrix(x).astype(float), as_matrix(kernel).astype(float)
     (h, w), (kh, kw) = X.shape, K.shape
+    stride, padding = as_int(stride, "stride", minimum=1), as_int(padding, "padding", minimum=0)
     Hf, Wf = (h - 1) * stride + kh, (w - 1) * stride + kw
     stamps = []
     for i in range(h):
@@ -340,6 +341,8 @@ def show_zero_insertion(x, kernel, stride: int = 1, padding: int = 0, dilation: 
     from ..im2col import conv2d_im2col
     from ..transposed import insert_zeros
 
+    stride, padding = as_int(stride, "stride", minimum=1), as_int(padding, "padding", minimum=0)
+    dilation = as_int(dilation, "dilation", minimum=1)
     X = torch.as_tensor(as_matrix(x), dtype=torch.float64)
     K = torch.as_tensor(as_matrix(kernel), dtype=torch.float64)
     kh, kw = K.shape
