@@ -9,7 +9,7 @@ host name except 127.0.0.1 to nothing, so the pages must work with no network at
   explained), and no request that had to be blocked;
 - every ``<img>`` loaded (``naturalWidth > 0``);
 - math typeset: every math element holds MathJax output (``mjx-container``) and no MathJax error;
-- every animation (convlib.animate's HTML) shows a different frame after its Play button is clicked;
+- every animation (convlib.viz's HTML) shows a different frame after its Play button is clicked;
 - no saved ipywidgets view (a control that would look live but cannot recompute in a static page);
 - the sidebar links to every page of the table of contents;
 - a notebook page offers its ``.ipynb`` for download (served, and a notebook);
@@ -202,7 +202,7 @@ def test_page_works_offline(name, server, offline):
     # animations: every chapter has at least one, and Play shows another frame
     animations = page.locator("div.animation")
     if name.startswith("chapters/"):
-        assert animations.count() >= 1, f"{name}: a chapter without an animation (see convlib.animate)"
+        assert animations.count() >= 1, f"{name}: a chapter without an animation (see convlib.viz)"
     for k in range(animations.count()):
         anim = animations.nth(k)
         anim.scroll_into_view_if_needed()
@@ -283,7 +283,7 @@ def jupyterlab(tmp_path_factory):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "import convlib\nconvlib.widgets.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)"
+            "import convlib\nconvlib.viz.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)"
         )
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -6,7 +6,7 @@ Every convolution here takes PyTorch's layouts and arguments (input N x C x H x 
 ``ValueError`` that names the problem (:mod:`convlib.args` holds these conventions, written once).
 
 ``import convlib`` loads the algorithms, which need nothing beyond torch and numpy. The support modules load when
-first used (``convlib.plot``, ``convlib.data``, ...): a reader who wants ``conv2d_im2col`` does not pay for the
+first used (``convlib.viz``, ``convlib.data``, ...): a reader who wants ``conv2d_im2col`` does not pay for the
 plotting stack.
 """
 
@@ -51,8 +51,8 @@ from .winograd import (
 
 __version__ = "0.1.0"
 
-# Submodules loaded on first use (PEP 562): plotting, widgets, data sets, training and the benchmark.
-_LAZY = ("animate", "bench", "costs", "data", "kernels", "nhwc", "plot", "training", "widgets")
+# Submodules loaded on first use (PEP 562): pictures and explorers, data sets, training, costs and the benchmark.
+_LAZY = ("bench", "costs", "data", "kernels", "nhwc", "training", "viz")
 
 
 def __getattr__(name):
@@ -89,11 +89,9 @@ __all__ = [
     "entry_products",
     "EntryProducts",
     "data",
-    "plot",
+    "viz",
     "conv2d_shifted",
     "nhwc",
-    "animate",
-    "widgets",
     "kernels",
     "training",
     "conv2d",

@@ -1,4 +1,4 @@
-"""convlib.widgets: the explorer's core (settings -> figure and numbers) against PyTorch, and its wiring."""
+"""convlib.viz's explorer's core (settings -> figure and numbers) against PyTorch, and its wiring."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convlib
-from convlib.widgets import explorer, explorer_view
+from convlib.viz import explorer, explorer_view
 
 matplotlib.use("Agg")
 
@@ -118,5 +118,5 @@ def test_no_chapter_shows_a_saved_widget(path):
         tags = cell.get("metadata", {}).get("tags", [])
         views = [o for o in cell.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert not views or "remove-output" in tags, f"{path.name}: a widget output the book would show dead"
-        if "convlib.widgets.explorer" in "".join(cell["source"]) and cell["cell_type"] == "code":
+        if "convlib.viz.explorer(" in "".join(cell["source"]) and cell["cell_type"] == "code":
             assert {"remove-output", "nbval-ignore-output"} <= set(tags), f"{path.name}: explorer cell needs tags"

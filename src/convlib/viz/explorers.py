@@ -10,7 +10,7 @@
 
 and the text fills the output-size formula in with the chosen numbers. In the static HTML book sliders cannot
 recompute anything, so chapters show an animation there and keep the explorer for readers who run the
-notebook (see the preface).
+notebook.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import ListedColormap
 
-from ._checks import check_groups, check_size, conv2d_args
-from .im2col import im2col
-from .plot import PALETTE, max_fig_width, outline, show_grid, show_matrix
-from .toeplitz import conv_matrix
+from ..args import as_int, check_groups, conv2d_args
+from ..im2col import im2col
+from ..toeplitz import conv_matrix
+from .grids import show_grid
+from .matrices import show_matrix, spy
+from .style import ELL, FONT, MAX_FIG_WIDTH, outline
 
 __all__ = ["ExplorerView", "explorer_view", "explorer"]
 
@@ -42,7 +43,7 @@ class ExplorerView:
     cols_shape: tuple | None = None  # (C*kh*kw, L)
     M_shape: tuple | None = None  # (O*L, C*H*W)
     M_nonzeros: int | None = None
-    receptive_field: list | None = None  # (c, row, col) of the input pixels output `position` reads
+    receptive_field: list | None = None  # (c, r, q) of the input pixels output `position` reads
 
 
 def _example(C, H, W, O, Cg, k, dtype=torch.float64):
@@ -73,52 +74,61 @@ def explorer_view(
     ``position`` is the output pixel (row-major, l = i*Wo + j) whose receptive field is outlined; it is clipped
     to the last pixel.
     """
-    settings = dict(
-        H=H,
-        W=W,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        groups=groups,
-    )
+    settings = dict(H=H, W=W, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+    settings |= dict(in_channels=in_channels, out_channels=out_channels, groups=groups)
     try:
-        H, W, k = check_size(H, "H"), check_size(W, "W"), check_size(kernel_size, "kernel_size")
-        C, O = check_size(in_channels, "in_channels"), check_size(out_channels, "out_channels")
+        H, W, k = as_int(H, "H", minimum=1), as_int(W, "W", minimum=1), as_int(kernel_size, "kernel_size", minimum=1)
+        C, O = as_int(in_channels, "in_channels", minimum=1), as_int(out_channels, "out_channels", minimum=1)
         g = check_groups(groups)
         if C % g or O % g:
             raise ValueError(f"groups={g} must divide in_channels={C} and out_channels={O}")
         x, weight = _example(C, H, W, O, C // g, k)
         a = conv2d_args(x, weight, None, stride, padding, dilation, g)
     except (TypeError, ValueError) as err:
-        return ExplorerView(settings, f"invalid setting: {err}", error=str(err))
-    (s, _), (p, _), (d, _) = a.stride, a.padding, a.dilation
-    Ho, Wo = a.output_hw
-    L = Ho * Wo
-    l = min(max(int(position), 0), L - 1)
+        return ExplorerView(settings=settings, text=f"invalid setting: {err}", error=str(err))
+    (Ho, Wo), (s, _), (p, _), (d, _) = a.output_hw, a.stride, a.padding, a.dilation
+    l = min(max(int(position), 0), Ho * Wo - 1)
     i, j = divmod(l, Wo)
     cols = im2col(x, k, s, p, d)[0]  # C*k*k x L
     M = conv_matrix(weight, (C, H, W), s, p, d, g, sparse=False)  # O*L x C*H*W
-    y = F.conv2d(x, weight, None, s, p, d, g)[0]
-    nnz = int((M != 0).sum())
-    Cg = C // g
-    taps = [(c, i * s + u * d - p, j * s + v * d - p) for c in range(Cg) for u in range(k) for v in range(k)]
+    taps = [(c, i * s + u * d - p, j * s + v * d - p) for c in range(C // g) for u in range(k) for v in range(k)]
     field = [t for t in taps if 0 <= t[1] < H and 0 <= t[2] < W]  # output channel 0 reads group 0's channels
+    fig = _explorer_figure(x, F.conv2d(x, weight, None, s, p, d, g)[0], cols, M, (a, l, field), dpi)
+    nnz = int((M != 0).sum())
+    return ExplorerView(
+        settings=settings,
+        text=_formula(C, H, W, O, k, (s, p, d, g), (Ho, Wo), cols.shape[0], nnz, (l, i, j, len(field))),
+        fig=fig,
+        output_shape=(O, Ho, Wo),
+        cols_shape=tuple(cols.shape),
+        M_shape=tuple(M.shape),
+        M_nonzeros=nnz,
+        receptive_field=field,
+    )
 
-    formula = (
+
+def _formula(C, H, W, O, k, setting, out_hw, rows, nnz, pixel) -> str:
+    """The output-size formula filled in, and the shapes of ``cols`` and M."""
+    (s, p, d, g), (Ho, Wo), (l, i, j, n_read) = setting, out_hw, pixel
+    L = Ho * Wo
+    density = nnz / (O * L * C * H * W)
+    groups = f"  (each of the {g} groups multiplies its own {C // g * k * k} rows)" if g > 1 else ""
+    return (
         f"Ho = floor((H + 2p - d(k-1) - 1) / s) + 1 = floor(({H} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {Ho}\n"
         f"Wo = floor((W + 2p - d(k-1) - 1) / s) + 1 = floor(({W} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {Wo}\n"
         f"output O x Ho x Wo = {O} x {Ho} x {Wo};  L = Ho*Wo = {L} window positions\n"
-        f"cols: C*kh*kw x L = {C}*{k}*{k} x {L} = {cols.shape[0]} x {L}"
-        + (f"  (each of the {g} groups multiplies its own {Cg * k * k} rows)\n" if g > 1 else "\n")
-        + f"M: O*L x C*H*W = {O * L} x {C * H * W}, {nnz} nonzeros ({100 * nnz / M.numel():.1f}%)\n"
-        f"output pixel l = {l} = ({i}, {j}) reads {len(field)} input pixels of {Cg} channel(s)"
+        f"cols: C*kh*kw x L = {C}*{k}*{k} x {L} = {rows} x {L}{groups}\n"
+        f"M: O*L x C*H*W = {O * L} x {C * H * W}, {nnz} nonzeros ({100 * density:.1f}%)\n"
+        f"output pixel {ELL} = {l} = ({i}, {j}) reads {n_read} input pixels of {C // g} channel(s)"
     )
 
-    fig, axes = plt.subplots(2, 2, figsize=(min(max_fig_width, 8.0), 6.4), dpi=dpi)
-    (ax_in, ax_cols), (ax_M, ax_out) = axes
+
+def _explorer_figure(x, y, cols, M, pixel, dpi):
+    """Four panels: the padded input with the receptive field, ``cols``, M's sparsity, the output."""
+    a, l, field = pixel
+    (s, _), (p, _), (d, _), (Ho, Wo) = a.stride, a.padding, a.dilation, a.output_hw
+    (C, H, W), L, k, O, g = x.shape[1:], Ho * Wo, a.weight.shape[-1], a.weight.shape[0], a.groups
+    fig, ((ax_in, ax_cols), (ax_M, ax_out)) = plt.subplots(2, 2, figsize=(MAX_FIG_WIDTH, 6.6), dpi=dpi)
     xp = F.pad(x, (p, p, p, p))[0, 0]
     show_grid(
         xp,
@@ -128,9 +138,9 @@ def explorer_view(
         axis_labels=False,
         title=f"input channel 0 ({H}x{W}, padding {p})",
     )
-    for c, r, cc in field:
+    for c, r, q in field:
         if c == 0:
-            outline(ax_in, r + p, cc + p, lw=2.0)
+            outline(ax_in, r + p, q + p, lw=2.0)
     show_matrix(
         cols,
         ax=ax_cols,
@@ -138,29 +148,25 @@ def explorer_view(
         highlight_cols=[l],
         linewidths=0,
         title=f"patch matrix cols ({cols.shape[0]} x {L})",
-        xlabel="patch l",
+        xlabel=f"patch {ELL}",
         ylabel="row (c, u, v)",
         xticklabels=L <= 16,
         yticklabels=cols.shape[0] <= 18,
     )
-    spy = (M != 0).numpy()
-    ax_M.imshow(
-        spy,
-        cmap=ListedColormap(["#FFFFFF", PALETTE["kernel"]]),
-        aspect="auto",
-        interpolation="nearest",
-        extent=(0, M.shape[1], M.shape[0], 0),
+    spy(
+        M,
+        ax=ax_M,
+        title=f"M ({M.shape[0]} x {M.shape[1]}), non-zeros orange",
+        xlabel="input pixel (c, r, q), flattened",
+        ylabel=f"output (o, {ELL}), flattened",
     )
     outline(ax_M, l, 0, 1, M.shape[1], lw=1.5)  # output channel 0's row for pixel l
-    ax_M.set_title(f"M ({M.shape[0]} x {M.shape[1]}), nonzeros orange", fontsize=10)
-    ax_M.set_xlabel("input index c*H*W + h*W + w")
-    ax_M.set_ylabel("output index o*L + l")
     show_grid(y[0], ax=ax_out, role="output", annot=L <= 64, axis_labels=False, title=f"output channel 0 ({Ho}x{Wo})")
-    outline(ax_out, i, j)
-    fig.suptitle(f"k={k}, s={s}, p={p}, d={d}, C={C}, O={O}, g={g}", fontsize=11)
+    outline(ax_out, *divmod(l, Wo))
+    fig.suptitle(f"k={k}, s={s}, p={p}, d={d}, C={C}, O={O}, g={g}", fontsize=FONT["suptitle"])
     fig.tight_layout()
     plt.close(fig)
-    return ExplorerView(settings, formula, fig, None, (O, Ho, Wo), tuple(cols.shape), tuple(M.shape), nnz, field)
+    return fig
 
 
 def explorer(
@@ -202,7 +208,7 @@ def explorer(
         in_channels=slider(in_channels, 1, 4, "in channels C"),
         out_channels=slider(out_channels, 1, 4, "out channels O"),
         groups=slider(groups, 1, 4, "groups g"),
-        position=slider(0, 0, 143, "output pixel l"),
+        position=slider(0, 0, 143, f"output pixel {ELL}"),
     )
 
     class Explorer(widgets.VBox):
