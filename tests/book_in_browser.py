@@ -282,9 +282,7 @@ def jupyterlab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import convlib\nconvlib.viz.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)"
-        )
+        nbformat.v4.new_code_cell("import convlib\nconvlib.viz.explorer(H=7, W=7, kernel_size=3, stride=2, padding=1)")
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / "explorer.ipynb")
