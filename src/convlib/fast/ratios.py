@@ -99,12 +99,10 @@ def suite_cases(bias: bool = True) -> dict:
     """The benchmark suite's layers (float32), with a bias each unless ``bias=False``."""
     from convlib import bench
 
-    layers = bench.SUITE.values() if isinstance(bench.SUITE, dict) else bench.SUITE
     cases = {}
-    for layer in layers:
-        x, w, _, kw = layer.tensors()
-        b = torch.randn(w.shape[0], generator=torch.Generator().manual_seed(1)) if bias else None
-        cases[layer.name] = (x, w, b, kw)
+    for layer in bench.SUITE.values():
+        x, w, b, kw = layer.tensors(bias=bias)
+        cases[layer.label] = (x, w, b, kw)
     return cases
 
 
