@@ -24,7 +24,7 @@ def _unfold_args(kernel_size, stride, padding, dilation):
     return kernel, stride, padding, dilation
 
 
-def _check_padded(xp) -> None:
+def _check_contiguous_4d(xp) -> None:
     check_tensor(xp, "xp")
     if xp.dim() != 4:
         raise ValueError(
@@ -43,7 +43,7 @@ def patch_view(xp: torch.Tensor, kernel_size, stride=1, dilation=1) -> torch.Ten
     ``xp`` must be contiguous (its strides are then ``(C*H*W, H*W, W, 1)``).
     """
     (kh, kw), (sh, sw), _, (dh, dw) = _unfold_args(kernel_size, stride, 0, dilation)
-    _check_padded(xp)
+    _check_contiguous_4d(xp)  # a contiguous N x C x H x W tensor, or a clear error
     N, C, H, W = xp.shape
     check_fits((H, W), (kh, kw), Sides(0, 0, 0, 0), (dh, dw))
     Ho, Wo = output_length(H, kh, sh, 0, dh), output_length(W, kw, sw, 0, dw)
