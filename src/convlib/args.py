@@ -352,7 +352,7 @@ class ConvArgs(NamedTuple):
         )
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """The result as PyTorch returns it: bias added, channels-last if the input was, unbatched if it was."""
+        """The result as PyTorch returns it: bias added, in its memory format, without a batch axis if unbatched."""
         return finish(y, self.bias, self.channels_last, self.unbatched)
 
 

@@ -162,7 +162,7 @@ def conv_matrix(weight, input_size, stride=1, padding=0, dilation=1, groups=1, s
     """
     if not isinstance(sparse, bool):
         raise TypeError(f"sparse must be True or False, got {sparse!r}")
-    values, pattern = _matrix_parts(weight, input_size, stride, padding, dilation, groups)
+    values, pattern = matrix_parts(weight, input_size, stride, padding, dilation, groups)
     if not sparse:
         R, K = pattern.shape
         dense = weight.new_zeros(R * K)
@@ -170,7 +170,7 @@ def conv_matrix(weight, input_size, stride=1, padding=0, dilation=1, groups=1, s
     return pattern.matrix(values)
 
 
-def _matrix_parts(weight, input_size, stride, padding, dilation, groups):
+def matrix_parts(weight, input_size, stride, padding, dilation, groups):
     """M's non-zero values (differentiable in the weight) and the :class:`Pattern` of where they sit."""
     C, H, W, Ho, Wo, stride, offset, dilation, groups = _geometry(weight, input_size, stride, padding, dilation, groups)
     O = weight.shape[0]
@@ -196,7 +196,7 @@ def conv2d_toeplitz(x, weight, bias=None, stride=1, padding=0, dilation=1, group
     N, C, H, W = a.x.shape
     O = a.weight.shape[0]
     Ho, Wo = a.output_hw
-    values, pattern = _matrix_parts(a.weight, (C, H, W), a.stride, a.padding, a.dilation, a.groups)
+    values, pattern = matrix_parts(a.weight, (C, H, W), a.stride, a.padding, a.dilation, a.groups)
     X = a.x.reshape(N, C * H * W).T  # one flattened image per column
     Y = sparse_product(values, X, pattern)  # M @ X: (O*Ho*Wo) x N
     return a.finish(Y.T.reshape(N, O, Ho, Wo))

@@ -127,7 +127,7 @@ class TransposedArgs:
         )
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """The result as PyTorch returns it: bias added, channels-last if the input was, unbatched if it was."""
+        """The result as PyTorch returns it: bias added, in its memory format, without a batch axis if unbatched."""
         return finish(y, self.bias, self.channels_last, self.unbatched)
 
 
@@ -232,11 +232,11 @@ def _zero_insertion(a: TransposedArgs) -> torch.Tensor:
 def _matrix(a: TransposedArgs) -> torch.Tensor:
     """M^T @ Y: M is the matrix of the convolution (same weight) that maps C_out x Ho x Wo to C_in x H x W."""
     from ._sparse import sparse_product
-    from .toeplitz import _matrix_parts
+    from .toeplitz import matrix_parts
 
     N, C_in, H, W = a.x.shape
     Ho, Wo = a.output_hw
-    values, pattern = _matrix_parts(a.weight, (a.out_channels, Ho, Wo), a.stride, a.padding, a.dilation, a.groups)
+    values, pattern = matrix_parts(a.weight, (a.out_channels, Ho, Wo), a.stride, a.padding, a.dilation, a.groups)
     # The convolution returns floor(output_padding / s) more rows (columns) than H (W) when output_padding >= s
     # (allowed if it is below the dilation); no pixel of x sits there, so those entries of Y are zero.
     Hc, Wc = _conv_hw(a, Ho, Wo)
