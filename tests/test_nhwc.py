@@ -101,7 +101,8 @@ BAD = [
     ((torch.zeros(1, 6, 6, 4), W0), {}, TypeError, "Z must be a numpy array"),
     ((Z0.astype(np.int64), W0), {}, TypeError, "Z must have a floating-point dtype"),
     ((Z0.astype(np.float32), W0), {}, TypeError, "same dtype"),
-    ((np.zeros((0, 6, 6, 4)), W0), {}, ValueError, "empty dimension"),
+    ((np.zeros((1, 0, 6, 4)), W0), {}, ValueError, "Z must not have an empty height, width or channel"),
+    ((Z0, np.zeros((3, 3, 4, 0))), {}, ValueError, "nor weight an empty dimension"),
 ]
 
 

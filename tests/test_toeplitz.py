@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import as_pair, check_conv, conv_configs, tol
+from conftest import as_pair, check_conv, conv_configs, tol, torch_conv2d, torch_conv_transpose2d
 from hypothesis import given
 from hypothesis import strategies as st
 from test_core import BAD_CONV_CALLS, WT, X
@@ -20,7 +19,7 @@ def _matrix_args(kw):
 def _jacobian(weight, C, H, W, **kw):
     """M computed by PyTorch itself: column k of M is the convolution of the k-th basis image."""
     basis = torch.eye(C * H * W, dtype=weight.dtype).reshape(C * H * W, C, H, W)
-    return F.conv2d(basis, weight, **kw).reshape(C * H * W, -1).T
+    return torch_conv2d(basis, weight, **kw).reshape(C * H * W, -1).T
 
 
 # ---------------------------------------------------------------- equal to PyTorch, property-based
@@ -41,7 +40,7 @@ def test_conv_matrix_times_flattened_image_is_conv2d(cfg):
     """y[n].flatten() == M @ x[n].flatten() for every image, sparse and dense."""
     x, weight, _, kw = cfg
     N, C, H, W = x.shape
-    expected = F.conv2d(x, weight, **kw).reshape(N, -1)
+    expected = torch_conv2d(x, weight, **kw).reshape(N, -1)
     M = convlib.conv_matrix(weight, (C, H, W), **_matrix_args(kw))
     M_dense = convlib.conv_matrix(weight, (H, W), **_matrix_args(kw), sparse=False)
     assert M.layout == torch.sparse_csr and M_dense.layout == torch.strided
@@ -63,7 +62,7 @@ def test_conv_matrix_equals_jacobian_and_counts_nonzeros(cfg):
     torch.testing.assert_close(M.to_dense(), J, rtol=0, atol=0)  # one product per entry: exact
     assert M.values().numel() == int(torch.count_nonzero(J))  # randn weights have no zeros
     O, Cg, kh, kw_ = weight.shape
-    Ho, Wo = F.conv2d(x, weight, **kw).shape[2:]
+    Ho, Wo = torch_conv2d(x, weight, **kw).shape[2:]
     no_padding = kw["padding"] in ("valid", 0, (0, 0))
     if no_padding:
         assert M.values().numel() == O * Ho * Wo * Cg * kh * kw_
@@ -126,7 +125,7 @@ def test_transpose_is_conv_transpose2d(cfg):
     x, weight, _, kw = cfg
     _, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = as_pair(kw["stride"]), as_pair(kw["padding"]), as_pair(kw["dilation"])
-    y = F.conv2d(x, weight, **kw)
+    y = torch_conv2d(x, weight, **kw)
     a = torch.randn_like(y)
     M = convlib.conv_matrix(weight, (C, H, W), **_matrix_args(kw))
     kh, kw_ = weight.shape[2:]
@@ -134,7 +133,9 @@ def test_transpose_is_conv_transpose2d(cfg):
         H - ((y.shape[2] - 1) * sh - 2 * ph + dh * (kh - 1) + 1),
         W - ((y.shape[3] - 1) * sw - 2 * pw + dw * (kw_ - 1) + 1),
     )
-    expected = F.conv_transpose2d(a, weight, None, kw["stride"], kw["padding"], out_pad, kw["groups"], kw["dilation"])
+    expected = torch_conv_transpose2d(
+        a, weight, None, kw["stride"], kw["padding"], out_pad, kw["groups"], kw["dilation"]
+    )
     got = (M.mT @ a.reshape(a.shape[0], -1).T).T.reshape(expected.shape)
     torch.testing.assert_close(got, expected, **tol(x.dtype))
 
@@ -149,9 +150,9 @@ def test_gradients_flow_to_weight_and_input(cfg):
     bias = None if bias is None else bias.double()
     x1, w1 = x.clone().requires_grad_(), weight.clone().requires_grad_()
     x2, w2 = x.clone().requires_grad_(), weight.clone().requires_grad_()
-    g = torch.randn_like(F.conv2d(x, weight, bias, **kw))
+    g = torch.randn_like(torch_conv2d(x, weight, bias, **kw))
     (convlib.conv2d_toeplitz(x1, w1, bias, **kw) * g).sum().backward()
-    (F.conv2d(x2, w2, bias, **kw) * g).sum().backward()
+    (torch_conv2d(x2, w2, bias, **kw) * g).sum().backward()
     torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-10)
 

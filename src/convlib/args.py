@@ -13,6 +13,17 @@ convlib follows ``torch.nn.functional.conv2d`` and ``conv_transpose2d`` argument
 * **Output size**, the book's central equation, per axis: ``floor((n + 2p - d(k-1) - 1) / s) + 1``
   (:func:`output_length`), and for a transposed convolution ``(n-1)s - 2p + d(k-1) + a + 1``
   (:func:`transposed_length`).
+* **Results** are stored as PyTorch stores them: channels-last when the input or the weight is stored
+  channels-last (PyTorch's rule, :func:`suggests_channels_last`), contiguous otherwise and for an empty batch.
+  NaN and inf in the input and the bias land where PyTorch puts them. (In the weight they meet the zeros of
+  the padding, 0 * inf = NaN, which PyTorch's own backends do not agree on: oneDNN in float32 sometimes skips
+  the padding, its im2col path in float64 never does.)
+* **Tensors** are dense (strided) tensors; a sparse or mkldnn one raises a ``TypeError`` that says to call
+  ``.to_dense()``.
+
+Two deliberate differences: a weight with no input channels (PyTorch returns an empty result with no
+out-channels) and a transposed convolution whose output would have no rows or columns (PyTorch returns an
+empty result for an empty batch and raises otherwise) raise a ``ValueError`` for every batch, empty or not.
 
 Bad arguments raise a ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, wrong value) whose
 message names the argument and says what to do. Every other module calls the functions here, so a rule or a
@@ -31,6 +42,7 @@ __all__ = [
     "Sides",
     "is_int",
     "as_int",
+    "as_length",
     "pair",
     "output_length",
     "output_hw",
@@ -39,10 +51,13 @@ __all__ = [
     "check_fits",
     "check_tensor",
     "check_floating",
+    "check_images",
     "check_input_and_weight",
     "check_bias",
     "check_groups",
     "suggests_channels_last",
+    "channels_last_result",
+    "finish",
     "ConvArgs",
     "conv2d_args",
 ]
@@ -99,6 +114,19 @@ def as_int(value, name: str, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must {_at_least(minimum)}, got {value}")
     return value
+
+
+def as_length(value, name: str, *, minimum: int | None = None) -> int:
+    """One axis's size or step: an int as :func:`as_int` takes it, or a sequence of one (``stride=(2,)``).
+
+    PyTorch's one-axis convolutions (``conv1d``) take their sizes in both forms; so do convlib's one-axis
+    formulas (:func:`convlib.conv_output_size`, :func:`convlib.transposed_output_size`).
+    """
+    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 1 and is_int(value[0]):
+        value = value[0]
+    elif not is_int(value):
+        raise TypeError(f"{name} must be an int (or a sequence of one int), got {value!r}")
+    return as_int(value, name, minimum=minimum)
 
 
 def _at_least(minimum: int) -> str:
@@ -204,16 +232,29 @@ def check_floating(t: torch.Tensor, name: str) -> None:
         )
 
 
-def check_input_and_weight(x, weight, channels: str = "C", weight_layout: str = "(O, C/groups, kh, kw)") -> None:
-    """The checks every convolution (and its transpose) makes on its input and weight tensors."""
+def check_images(x, channels: str = "C") -> None:
+    """``x`` is a dense 4-D N x C x H x W tensor or a 3-D unbatched C x H x W one, with images in it.
+
+    The batch may be empty (N = 0: PyTorch returns an empty result); the channels, height and width may not.
+    """
     check_tensor(x, "input")
-    check_tensor(weight, "weight")
-    check_floating(x, "input")
-    check_floating(weight, "weight")
     if x.dim() not in (3, 4):
         raise ValueError(
             f"input must be 4-D (N, {channels}, H, W) or 3-D unbatched ({channels}, H, W), got shape {tuple(x.shape)}"
         )
+    if min(x.shape[-3:]) < 1:
+        raise ValueError(
+            f"input must not have an empty channel, height or width (an empty batch is fine), "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+def check_input_and_weight(x, weight, channels: str = "C", weight_layout: str = "(O, C/groups, kh, kw)") -> None:
+    """The checks every convolution (and its transpose) makes on its input and weight tensors."""
+    check_images(x, channels)
+    check_tensor(weight, "weight")
+    check_floating(x, "input")
+    check_floating(weight, "weight")
     if weight.dim() != 4:
         raise ValueError(f"weight must be 4-D {weight_layout}, got shape {tuple(weight.shape)}")
     if x.dtype != weight.dtype:
@@ -222,11 +263,6 @@ def check_input_and_weight(x, weight, channels: str = "C", weight_layout: str = 
         raise ValueError(f"input and weight must be on the same device, got {x.device} and {weight.device}")
     if min(weight.shape) < 1:
         raise ValueError(f"weight must not have an empty dimension, got shape {tuple(weight.shape)}")
-    if min(x.shape[-3:]) < 1:
-        raise ValueError(
-            f"input must not have an empty channel, height or width (an empty batch is fine), "
-            f"got shape {tuple(x.shape)}"
-        )
 
 
 def check_bias(bias, out_channels: int, weight: torch.Tensor, what: str = "one per out-channel") -> None:
@@ -243,11 +279,44 @@ def check_bias(bias, out_channels: int, weight: torch.Tensor, what: str = "one p
 
 
 def suggests_channels_last(t: torch.Tensor) -> bool:
-    """True for a 4-D tensor stored channels-last (NHWC) rather than in the standard NCHW order.
+    """True for a 4-D tensor whose strides are those of channels-last (NHWC) storage, by PyTorch's own rule.
 
-    PyTorch's convolutions return a channels-last result when the input or the weight is channels-last.
+    This is ``torch.Tensor.suggest_memory_format``'s test, read from the strides alone (so it also works
+    inside ``torch.func.vmap``): walking the axes C, W, H, N, each stride is at least the extent of the axes
+    walked before it. Sliced channels-last views count; a tensor that is also contiguous in the standard
+    order (C = 1 and a size-1 batch, say) does not, nor does one with an empty axis.
     """
-    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    if t.dim() != 4:
+        return False
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:  # a broadcast channel axis: PyTorch falls back to NCHW
+        return False
+    extent = 0  # how far in memory the axes walked so far reach
+    for axis in (1, 3, 2, 0):
+        if sizes[axis] == 0 or strides[axis] < extent:
+            return False
+        if axis == 0 and extent == strides[1]:  # ambiguous (N x 1 x 1 x 1 and the like): NCHW
+            return False
+        extent = strides[axis] * sizes[axis]
+    return True
+
+
+def channels_last_result(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether PyTorch's convolution (or transposed convolution) of ``x`` by ``weight`` is channels-last.
+
+    It is when the 4-D input (an unbatched one with its batch axis added) or the weight suggests channels-last
+    (:func:`suggests_channels_last`), except for an empty input, whose empty result PyTorch returns contiguous.
+    """
+    return x.numel() > 0 and (suggests_channels_last(x) or suggests_channels_last(weight))
+
+
+def finish(y: torch.Tensor, bias, channels_last: bool, unbatched: bool) -> torch.Tensor:
+    """A 4-D result as PyTorch returns it: bias added, stored contiguously (channels-last if so decided, else in
+    the standard order, whatever view the method's last step left), batch axis dropped if unbatched."""
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    y = y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return y[0] if unbatched else y
 
 
 # ---------------------------------------------------------------- a convolution's arguments
@@ -283,12 +352,8 @@ class ConvArgs(NamedTuple):
         )
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """The result as PyTorch returns it: bias added, channels-last if the input was, unbatched if it was."""
-        if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        if self.channels_last:
-            y = y.contiguous(memory_format=torch.channels_last)
-        return y[0] if self.unbatched else y
+        """The result as PyTorch returns it: bias added, in its memory format, without a batch axis if unbatched."""
+        return finish(y, self.bias, self.channels_last, self.unbatched)
 
 
 def conv2d_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> ConvArgs:
@@ -296,14 +361,14 @@ def conv2d_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
 
     Follows ``torch.nn.functional.conv2d`` (see the module docstring). An asymmetric padding (``'same'`` with
     an even ``d(k-1)``) is applied here with ``F.pad``, as PyTorch does, leaving a symmetric one to the caller.
-    One deliberate difference: PyTorch returns an empty result for a weight with no input channels; convlib
-    raises, since such a weight cannot be what was meant.
+    One deliberate difference: PyTorch returns an empty result (with no out-channels) for a weight with no
+    input channels; convlib raises, since such a weight cannot be what was meant.
     """
     check_input_and_weight(x, weight)
     unbatched = x.dim() == 3
-    channels_last = suggests_channels_last(x) or suggests_channels_last(weight)
     if unbatched:
         x = x.unsqueeze(0)
+    channels_last = channels_last_result(x, weight)
     groups = check_groups(groups)
     N, C, H, W = x.shape
     O, Cg = weight.shape[0], weight.shape[1]

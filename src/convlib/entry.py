@@ -104,10 +104,8 @@ def _check_index(index, shape) -> tuple[int, ...]:
         )
     for name, k, size in zip(names.strip("()").split(", "), index, shape):
         if not 0 <= k < size:
-            raise ValueError(
-                f"index {name}={k} is out of range for an output of shape {tuple(shape)} "
-                f"({name} must be in 0..{size - 1})"
-            )
+            why = f"{name} must be in 0..{size - 1}" if size else f"the output has no entries along {name}"
+            raise ValueError(f"index {name}={k} is out of range for an output of shape {tuple(shape)} ({why})")
     return tuple(int(k) for k in index)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .args import Sides, check_fits, check_tensor, conv2d_args, output_length, padding_sides, pair
+from .args import Sides, check_fits, check_images, check_tensor, conv2d_args, output_length, padding_sides, pair
 
 __all__ = ["im2col", "col2im", "conv2d_im2col", "patch_view"]
 
@@ -24,6 +24,17 @@ def _unfold_args(kernel_size, stride, padding, dilation):
     return kernel, stride, padding, dilation
 
 
+def _check_contiguous_4d(xp) -> None:
+    check_tensor(xp, "xp")
+    if xp.dim() != 4:
+        raise ValueError(
+            f"xp must be a 4-D N x C x H x W tensor (already padded), got shape {tuple(xp.shape)}; "
+            f"give one image a batch axis with xp.unsqueeze(0)"
+        )
+    if not xp.is_contiguous():
+        raise ValueError("patch_view needs a contiguous tensor: call .contiguous() first")
+
+
 def patch_view(xp: torch.Tensor, kernel_size, stride=1, dilation=1) -> torch.Tensor:
     """All receptive fields of an (already padded) N x C x H x W tensor as a 6-D view, without copying.
 
@@ -32,8 +43,7 @@ def patch_view(xp: torch.Tensor, kernel_size, stride=1, dilation=1) -> torch.Ten
     ``xp`` must be contiguous (its strides are then ``(C*H*W, H*W, W, 1)``).
     """
     (kh, kw), (sh, sw), _, (dh, dw) = _unfold_args(kernel_size, stride, 0, dilation)
-    if not xp.is_contiguous():
-        raise ValueError("patch_view needs a contiguous tensor: call .contiguous() first")
+    _check_contiguous_4d(xp)  # a contiguous N x C x H x W tensor, or a clear error
     N, C, H, W = xp.shape
     check_fits((H, W), (kh, kw), Sides(0, 0, 0, 0), (dh, dw))
     Ho, Wo = output_length(H, kh, sh, 0, dh), output_length(W, kw, sw, 0, dw)
@@ -51,14 +61,10 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     Column ``l = i*Wo + j`` holds the receptive field of output pixel (i, j), flattened in (c, u, v) order.
     Accepts a 4-D N x C x H x W tensor, or a 3-D unbatched C x H x W one (then returns (C*kh*kw) x L).
     """
-    check_tensor(x, "input")
-    if x.dim() not in (3, 4):
-        raise ValueError(f"input must be 4-D (N, C, H, W) or 3-D unbatched (C, H, W), got shape {tuple(x.shape)}")
+    check_images(x)
     kernel, stride, padding, dilation = _unfold_args(kernel_size, stride, padding, dilation)
     unbatched = x.dim() == 3
     x4 = x.unsqueeze(0) if unbatched else x
-    if min(x4.shape) < 1:
-        raise ValueError(f"input must not have an empty dimension, got shape {tuple(x.shape)}")
     check_fits((x4.shape[2], x4.shape[3]), kernel, padding_sides(padding, kernel), dilation)
     ph, pw = padding
     xp = F.pad(x4, (pw, pw, ph, ph)).contiguous()

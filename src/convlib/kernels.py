@@ -9,10 +9,11 @@ into one ``O x C x k x k`` weight, so one convolution (one matrix product) compu
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-from .args import check_tensor
+from .args import as_int, check_tensor
 
 __all__ = ["sobel_x", "sobel_y", "gaussian", "sharpen", "laplacian", "hand_kernels", "stack_kernels"]
 
@@ -39,12 +40,12 @@ def gaussian(size: int = 5, sigma: float = 1.0, dtype=torch.float32) -> torch.Te
     ``size`` must be odd (so there is a centre tap) and ``sigma`` positive. It is separable: the outer product
     of a 1-D Gaussian with itself.
     """
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise TypeError(f"size must be an int, got {size!r}")
+    size = as_int(size, "size")
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd number (the kernel needs a centre), got {size}")
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
+    if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    sigma = float(sigma)
     r = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(r**2) / (2.0 * sigma**2))
     g = g / g.sum()
@@ -93,8 +94,7 @@ def stack_kernels(kernels, in_channels: int = 3) -> torch.Tensor:
     kernels = list(kernels)
     if not kernels:
         raise ValueError("kernels must not be empty")
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    in_channels = as_int(in_channels, "in_channels", minimum=1)
     for i, K in enumerate(kernels):
         check_tensor(K, f"kernels[{i}]")
         if K.dim() != 2 or K.shape[0] != K.shape[1] or K.shape[0] % 2 == 0:

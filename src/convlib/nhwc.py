@@ -37,8 +37,11 @@ def _check(Z, weight, stride, padding):
         raise ValueError(f"Z must be 4-D (N, H, W, C), got shape {Z.shape}")
     if weight.ndim != 4:
         raise ValueError(f"weight must be 4-D (kh, kw, C, O), got shape {weight.shape}")
-    if min(Z.shape) < 1 or min(weight.shape) < 1:
-        raise ValueError(f"Z and weight must not have an empty dimension, got shapes {Z.shape} and {weight.shape}")
+    if min(Z.shape[1:]) < 1 or min(weight.shape) < 1:
+        raise ValueError(
+            f"Z must not have an empty height, width or channel axis (an empty batch is fine), nor weight an empty "
+            f"dimension, got shapes {Z.shape} and {weight.shape}"
+        )
     if Z.shape[3] != weight.shape[2]:
         raise ValueError(f"Z has {Z.shape[3]} channels (last axis) but weight expects {weight.shape[2]} (axis 2)")
     stride = pair(stride, "stride", minimum=1)
@@ -59,8 +62,11 @@ def conv_reference(Z, weight, stride=1, padding=0):
     # Copy into PyTorch's standard NCHW strides. A bare permuted view would do for F.conv2d in general, but when
     # C == 1 it is "contiguous" with unusual strides, and torch 2.14.1's oneDNN path (float32, one thread) then
     # returns wrong numbers for some shapes (e.g. H = W = 5, kernel 4 x 4, stride (1, 2)): never feed it that.
-    Z_nchw = torch.from_numpy(Z).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
-    W_oihw = torch.from_numpy(weight).permute(3, 2, 0, 1).clone(memory_format=torch.contiguous_format)
+    # (np.ascontiguousarray: torch.from_numpy refuses the negative strides of a view such as Z[:, ::-1])
+    Z_nchw = torch.from_numpy(np.ascontiguousarray(Z)).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+    W_oihw = (
+        torch.from_numpy(np.ascontiguousarray(weight)).permute(3, 2, 0, 1).clone(memory_format=torch.contiguous_format)
+    )
     out = F.conv2d(Z_nchw, W_oihw, stride=stride, padding=padding)
     return out.permute(0, 2, 3, 1).contiguous().numpy()  # N x Ho x Wo x O
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import as_int, check_fits, check_groups, is_int, output_hw, padding_sides, pair
+from .args import as_int, as_length, check_fits, check_groups, is_int, output_hw, padding_sides, pair
 
 __all__ = ["conv_output_size", "conv2d_output_shape", "conv2d_macs"]
 
@@ -14,19 +14,20 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int:
 
     ``padding`` is the number of zeros added on *each* side; ``dilation=1`` means no dilation (PyTorch's
     convention). ``padding`` may also be ``'valid'`` (0) or ``'same'`` (the output is as long as the input;
-    stride must be 1). Raises ``ValueError`` if the dilated kernel does not fit in the padded input.
+    stride must be 1). Every number may be an int, a NumPy integer, a 0-d integer tensor or a sequence of one of
+    them, as PyTorch takes it. Raises ``ValueError`` if the dilated kernel does not fit in the padded input.
 
     >>> conv_output_size(5, 3, stride=2, padding=1)   # the CS231n demo
     3
     >>> conv_output_size(32, 5)                       # a 5x5 filter on a CIFAR-10 image
     28
     """
-    size = as_int(size, "size", minimum=1)
-    kernel_size = as_int(kernel_size, "kernel_size", minimum=1)
-    stride = as_int(stride, "stride", minimum=1)
-    dilation = as_int(dilation, "dilation", minimum=1)
+    size = as_length(size, "size", minimum=1)
+    kernel_size = as_length(kernel_size, "kernel_size", minimum=1)
+    stride = as_length(stride, "stride", minimum=1)
+    dilation = as_length(dilation, "dilation", minimum=1)
     if not isinstance(padding, str):
-        padding = as_int(padding, "padding", minimum=0)
+        padding = as_length(padding, "padding", minimum=0)
     sides = padding_sides(padding, (kernel_size, kernel_size), (dilation, dilation), (stride, stride))
     check_fits((size, size), (kernel_size, kernel_size), sides, (dilation, dilation))
     return output_hw((size, size), (kernel_size,) * 2, (stride,) * 2, sides, (dilation,) * 2)[0]

@@ -14,6 +14,7 @@ inner dimension of C each (im2col: one product with an inner dimension of C*kh*k
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from .args import conv2d_args
@@ -48,13 +49,15 @@ def conv2d_shifted(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     xp = xp.permute(1, 0, 3, 4, 2).contiguous()  # g x N x Hp x Wp x Cg: channels last, group by group
     # W_taps[u, v]: g x Cg x Og, the weights of offset (u, v) as one Cg x Og matrix per group
     W_taps = a.weight.reshape(g, Og, Cg, kh, kw).permute(3, 4, 0, 2, 1).contiguous()
-    acc = xp.new_zeros(g, NL, Og)
+    acc = None  # g x NL x Og: the first offset's product, then every other one added in place
     for u in range(kh):
         for v in range(kw):
             r0, c0 = u * dh, v * dw
             shifted = xp[:, :, r0 : r0 + sh * (Ho - 1) + 1 : sh, c0 : c0 + sw * (Wo - 1) + 1 : sw]  # a view
             rows = shifted.reshape(g, NL, Cg)  # copies only when the view is strided (it usually is)
-            if Cg == 1:
+            if acc is None:  # a new tensor (not zeros filled in place), so torch.func.vmap can batch it
+                acc = rows * W_taps[u, v] if Cg == 1 else torch.bmm(rows, W_taps[u, v])
+            elif Cg == 1:
                 acc.addcmul_(rows, W_taps[u, v])  # outer product: (NL x 1) @ (1 x Og), per group
             else:
                 acc.baddbmm_(rows, W_taps[u, v])  # acc += rows @ W[:, :, u, v].T, per group

@@ -36,10 +36,9 @@ Transpose it with ``M.mT`` or ``M.t()`` (a sparse CSC tensor that multiplies lik
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
+from ._sparse import Pattern, sparse_product
 from .args import (
     check_fits,
     check_floating,
@@ -163,19 +162,22 @@ def conv_matrix(weight, input_size, stride=1, padding=0, dilation=1, groups=1, s
     """
     if not isinstance(sparse, bool):
         raise TypeError(f"sparse must be True or False, got {sparse!r}")
+    values, pattern = matrix_parts(weight, input_size, stride, padding, dilation, groups)
+    if not sparse:
+        R, K = pattern.shape
+        dense = weight.new_zeros(R * K)
+        return dense.index_put((pattern.rows.long() * K + pattern.col.long(),), values).view(R, K)
+    return pattern.matrix(values)
+
+
+def matrix_parts(weight, input_size, stride, padding, dilation, groups):
+    """M's non-zero values (differentiable in the weight) and the :class:`Pattern` of where they sit."""
     C, H, W, Ho, Wo, stride, offset, dilation, groups = _geometry(weight, input_size, stride, padding, dilation, groups)
     O = weight.shape[0]
     nnz_max = O * Ho * Wo * weight[0].numel()
     index_dtype = torch.int32 if max(nnz_max, C * H * W) < 2**31 else torch.int64  # half the bytes of int64
     crow, col, values = _csr_parts(weight, C, H, W, Ho, Wo, stride, offset, dilation, groups, index_dtype)
-    shape = (O * Ho * Wo, C * H * W)
-    if not sparse:
-        rows = torch.repeat_interleave(torch.arange(shape[0], device=weight.device), crow.diff())
-        dense = weight.new_zeros(shape[0] * shape[1])
-        return dense.index_put((rows * shape[1] + col.long(),), values).view(shape)
-    with warnings.catch_warnings():  # torch warns once that sparse CSR support is "beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size=shape, check_invariants=False)
+    return values, Pattern(crow, col, (O * Ho * Wo, C * H * W))
 
 
 def conv2d_toeplitz(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -184,14 +186,19 @@ def conv2d_toeplitz(x, weight, bias=None, stride=1, padding=0, dilation=1, group
     Same arguments and result as ``torch.nn.functional.conv2d``. The batch is flattened to a
     (C*H*W) x N matrix ``X`` (one image per column), multiplied by M (O*Ho*Wo x C*H*W, sparse CSR), and the
     O*Ho*Wo x N result is reshaped to N x O x Ho x Wo; then the bias is added.
+
+    Differentiable to any order in ``x``, ``weight`` and ``bias`` (forward mode too), and usable inside
+    ``torch.func.vmap``. In float16 and bfloat16 the products are summed in float32 and rounded once, since
+    torch has no half-precision sparse product on the CPU. M holds no entry for a tap on the zero padding, so
+    a NaN or inf in the weight never meets a padding zero here (the other methods compute 0 * inf = NaN there).
     """
     a = conv2d_args(x, weight, bias, stride, padding, dilation, groups)
     N, C, H, W = a.x.shape
     O = a.weight.shape[0]
     Ho, Wo = a.output_hw
-    M = conv_matrix(a.weight, (C, H, W), a.stride, a.padding, a.dilation, a.groups)
+    values, pattern = matrix_parts(a.weight, (C, H, W), a.stride, a.padding, a.dilation, a.groups)
     X = a.x.reshape(N, C * H * W).T  # one flattened image per column
-    Y = M @ X if N != 1 else (M @ X[:, 0])[:, None]  # (O*Ho*Wo) x N; a vector product is faster for N = 1
+    Y = sparse_product(values, X, pattern)  # M @ X: (O*Ho*Wo) x N
     return a.finish(Y.T.reshape(N, O, Ho, Wo))
 
 
@@ -234,14 +241,16 @@ def doubly_blocked_toeplitz(weight, input_size):
     (i, r) is ``T_{r-i}`` when 0 <= r - i < kh and zero otherwise; the same ``scipy.linalg.toeplitz`` gives
     the grid of kernel-row indices. The (o, c) block matrices are stacked into the (O*Ho*Wo) x (C*H*W)
     matrix. ``weight`` is O x C x kh x kw, ``input_size`` (H, W) or (C, H, W). Returns a dense tensor of the
-    weight's dtype on the CPU.
+    weight's dtype on the CPU. (NumPy has no bfloat16: such a weight is copied in float32, which holds every
+    bfloat16 value exactly, and the matrix converted back.)
     """
     import numpy as np
     import scipy.linalg
 
     C, H, W, Ho, Wo, *_ = _geometry(weight, input_size, 1, 0, 1, 1)
     O, _, kh, kw = weight.shape
-    K = weight.detach().cpu().numpy()
+    K = weight.detach().cpu()
+    K = (K.float() if K.dtype == torch.bfloat16 else K).numpy()
     rows_of_blocks = block_rows(kh, Ho, H)  # Ho x H: which kernel row each block holds, -1 for a zero block
     M = np.zeros((O, Ho * Wo, C, H * W), dtype=K.dtype)
     for o in range(O):
@@ -255,7 +264,7 @@ def doubly_blocked_toeplitz(weight, input_size):
                     u = rows_of_blocks[i, r]
                     if u >= 0:
                         M[o, i * Wo : (i + 1) * Wo, c, r * W : (r + 1) * W] = T[u]
-    return torch.from_numpy(M.reshape(O * Ho * Wo, C * H * W))
+    return torch.from_numpy(M.reshape(O * Ho * Wo, C * H * W)).to(weight.dtype)
 
 
 def block_rows(kh: int, Ho: int, H: int):

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .args import as_int, is_int
+
 __all__ = ["small_cnn", "train", "accuracy"]
 
 
@@ -24,9 +26,9 @@ def small_cnn(conv=nn.Conv2d, widths=(16, 32), num_classes: int = 10, in_channel
     ``conv`` is the convolution class (``nn.Conv2d`` or a drop-in replacement such as ``convlib.Conv2d``),
     called as ``conv(in_channels, out_channels, kernel_size)``.
     """
-    if len(widths) != 2 or not all(isinstance(w, int) and w >= 1 for w in widths):
+    if len(widths) != 2 or not all(is_int(w) and w >= 1 for w in widths):
         raise ValueError(f"widths must be two positive ints (out-channels of the two convolutions), got {widths!r}")
-    w1, w2 = widths
+    w1, w2 = (int(w) for w in widths)
     return nn.Sequential(
         conv(in_channels, w1, 5),
         nn.ReLU(),
@@ -73,11 +75,9 @@ def train(
     from tqdm.auto import tqdm
 
     _check_data(X, y)
-    for name, v, lo in (("steps", steps, 1), ("batch_size", batch_size, 1)):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise TypeError(f"{name} must be an int, got {v!r}")
-        if v < lo:
-            raise ValueError(f"{name} must be at least {lo}, got {v}")
+    steps = as_int(steps, "steps", minimum=1)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    seed = as_int(seed, "seed")
     n = X.shape[0]
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} training images")
@@ -108,6 +108,7 @@ def accuracy(model: nn.Module, X, y, batch_size: int = 1000) -> float:
     """The fraction of images in ``X`` whose largest logit is their label ``y``, in evaluation mode (the
     model's mode is restored afterwards)."""
     _check_data(X, y)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
     was_training = model.training
     model.eval()
     try:

@@ -24,14 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from .args import (
-    as_int,
+    as_length,
+    channels_last_result,
     check_bias,
     check_groups,
     check_input_and_weight,
     check_tensor,
+    finish,
     output_length,
     pair,
-    suggests_channels_last,
     transposed_length,
 )
 from .im2col import col2im, conv2d_im2col
@@ -55,12 +56,12 @@ def transposed_output_size(size, kernel_size, stride=1, padding=0, output_paddin
     >>> transposed_output_size(4, 3, stride=2, padding=1, output_padding=1)  # 4 -> 8: exact 2x upsampling
     8
     """
-    size = as_int(size, "size", minimum=1)
-    kernel_size = as_int(kernel_size, "kernel_size", minimum=1)
-    stride = as_int(stride, "stride", minimum=1)
-    padding = as_int(padding, "padding", minimum=0)
-    output_padding = as_int(output_padding, "output_padding", minimum=0)
-    dilation = as_int(dilation, "dilation", minimum=1)
+    size = as_length(size, "size", minimum=1)
+    kernel_size = as_length(kernel_size, "kernel_size", minimum=1)
+    stride = as_length(stride, "stride", minimum=1)
+    padding = as_length(padding, "padding", minimum=0)
+    output_padding = as_length(output_padding, "output_padding", minimum=0)
+    dilation = as_length(dilation, "dilation", minimum=1)
     _check_output_padding((output_padding,), (stride,), (dilation,), ("",))
     n = transposed_length(size, kernel_size, stride, padding, output_padding, dilation)
     if n < 1:
@@ -126,11 +127,8 @@ class TransposedArgs:
         )
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
-        if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        if self.channels_last:
-            y = y.contiguous(memory_format=torch.channels_last)
-        return y[0] if self.unbatched else y
+        """The result as PyTorch returns it: bias added, in its memory format, without a batch axis if unbatched."""
+        return finish(y, self.bias, self.channels_last, self.unbatched)
 
 
 def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -159,7 +157,7 @@ def transposed_args(x, weight, bias=None, stride=1, padding=0, output_padding=0,
     output_padding = pair(output_padding, "output_padding", minimum=0)
     dilation = pair(dilation, "dilation", minimum=1)
     _check_output_padding(output_padding, stride, dilation, ("height", "width"))
-    channels_last = suggests_channels_last(x) or suggests_channels_last(weight)
+    channels_last = channels_last_result(x4, weight)
     a = TransposedArgs(x4, weight, bias, stride, padding, output_padding, dilation, groups, unbatched, channels_last)
     for axis, n, i, k, s, p, op, d in zip(
         ("height", "width"), a.output_hw, x4.shape[2:], a.kernel_size, stride, padding, output_padding, dilation
@@ -233,16 +231,18 @@ def _zero_insertion(a: TransposedArgs) -> torch.Tensor:
 
 def _matrix(a: TransposedArgs) -> torch.Tensor:
     """M^T @ Y: M is the matrix of the convolution (same weight) that maps C_out x Ho x Wo to C_in x H x W."""
-    from .toeplitz import conv_matrix
+    from ._sparse import sparse_product
+    from .toeplitz import matrix_parts
 
     N, C_in, H, W = a.x.shape
     Ho, Wo = a.output_hw
-    M = conv_matrix(a.weight, (a.out_channels, Ho, Wo), a.stride, a.padding, a.dilation, a.groups)  # sparse CSR
+    values, pattern = matrix_parts(a.weight, (a.out_channels, Ho, Wo), a.stride, a.padding, a.dilation, a.groups)
     # The convolution returns floor(output_padding / s) more rows (columns) than H (W) when output_padding >= s
     # (allowed if it is below the dilation); no pixel of x sits there, so those entries of Y are zero.
     Hc, Wc = _conv_hw(a, Ho, Wo)
     Y = F.pad(a.x, (0, Wc - W, 0, Hc - H)).reshape(N, C_in * Hc * Wc).T  # one flattened image per column
-    out = M.mT @ Y  # (C_out*Ho*Wo) x N
+    transposed, order = pattern.transposed  # M^T: the same values, read column by column
+    out = sparse_product(values[order], Y, transposed)  # (C_out*Ho*Wo) x N
     return out.T.reshape(N, a.out_channels, Ho, Wo)
 
 
@@ -268,8 +268,13 @@ def conv_transpose2d(
 
     ``method``: ``'scatter'`` (col2im of W^T @ Y), ``'zero_insertion'`` (zeros between pixels, then an
     ordinary convolution with the 180-degree-rotated, channel-swapped kernel) or ``'matrix'`` (M^T @ y with
-    the sparse convolution matrix M of :func:`convlib.conv_matrix`).
+    the sparse convolution matrix M of :func:`convlib.conv_matrix`; differentiable to any order, in half
+    precision too). An output with no rows or columns raises ``ValueError`` (PyTorch returns an empty tensor
+    for an empty batch). A NaN or inf in the weight meets zeros that ``'zero_insertion'`` inserts (and that
+    ``'matrix'`` pads when ``output_padding >= stride``): 0 * inf is NaN there, where ``'scatter'`` has +-inf.
     """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of the strings {TRANSPOSED_METHODS}, got {method!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {TRANSPOSED_METHODS}, got {method!r}")
     a = transposed_args(x, weight, bias, stride, padding, output_padding, groups, dilation)
