@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 import types
 
@@ -355,10 +356,13 @@ def test_the_stored_historical_run_is_the_older_results_converted():
     root = Path(__file__).resolve().parents[1] / "chapters" / "bench"
     stored = next(r for r in bench.load_runs(root / "runs", include_historical=True) if r["historical"])
     assert "differences" in stored["provenance"] and stored["code"]["commit"] is None
-    old_file = root / "results.json"
-    if not old_file.exists():
-        pytest.skip("the older results.json is gone: nothing to compare with")
-    old = json.loads(old_file.read_text())
+    commit = stored["provenance"]["source"].split(" in ")[1].split()[0]  # "... as committed in <sha> (date) ..."
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:chapters/bench/results.json"], cwd=root, capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        pytest.skip(f"no git history with commit {commit} here: nothing to compare with")
+    old = json.loads(shown.stdout)
     again = from_legacy(old, stored["provenance"]["source"])
     assert {k: v for k, v in stored.items() if k not in ("name", "path")} == json.loads(json.dumps(again))
     assert stored["summary"]["geomean_ratio"] == old["summary"]["geomean_ratio"]
@@ -405,3 +409,29 @@ def test_cached_variant_transforms_the_kernel_once():
     for _ in range(3):
         assert torch.equal(call(), F.conv2d(x, w, b, **kw))
     assert prepared == [1]
+
+
+def test_onednn_formats_are_read_from_the_log_fields():
+    from convlib.bench.onednn import _formats
+
+    field = (
+        "src:f32::blocked:abcd::f0 wei:f32:a:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:f32::blocked:aBcd16b::f0"
+    )
+    assert _formats(field) == ["src abcd", "wei ABcd16b16a", "dst aBcd16b"]
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this PyTorch has no oneDNN")
+def test_onednn_primitives_of_an_nchw_and_a_channels_last_convolution():
+    layer = bench.Layer(2, 16, 12, 16, 3, 1)
+    nchw = bench.onednn_primitives(layer)
+    kinds = [r["kind"] for r in nchw]
+    assert kinds.count("convolution") == 1 and all(r["ms"] >= 0 for r in nchw)
+    # NCHW in and out: the input is reordered before the convolution, its result after it
+    conv = kinds.index("convolution")
+    assert any("src abcd" in r["formats"] for r in nchw[:conv] if r["kind"] == "reorder")
+    assert any("dst abcd" in r["formats"] for r in nchw[conv + 1 :] if r["kind"] == "reorder")
+    nhwc = bench.onednn_primitives(layer, channels_last=True)
+    conv = next(r for r in nhwc if r["kind"] == "convolution")
+    assert "src acdb" in conv["formats"] and "dst acdb" in conv["formats"]
+    reorders = [sum(r["kind"] == "reorder" for r in rows) for rows in (nchw, nhwc)]
+    assert reorders[1] < reorders[0]  # channels-last: the weight's reorder only, no copy of the input or result

@@ -20,6 +20,7 @@ every stored run.
 from .figures import draw_figures
 from .machine import copy_bandwidth, gemm_ceiling, machine_info
 from .methods import METHODS, REFERENCE, Method, cached, method_bytes, per_call, skip_reason
+from .onednn import onednn_primitives
 from .report import format_table, load_runs, rows_by, write_run
 from .run import SECTIONS, TARGETS, run, summarize
 from .suite import BIG, EXTRA, QUICK, SUITE, SWEEPS, Layer, naive_steps, toeplitz_nnz
@@ -56,4 +57,5 @@ __all__ = [
     "rows_by",
     "format_table",
     "draw_figures",
+    "onednn_primitives",
 ]

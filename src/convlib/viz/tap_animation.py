@@ -31,12 +31,13 @@ def animate_tap_slices(
     the tap's slice outlined, and below it the tap's products ``K[o, :, u, v] . X[:, l + offset]`` drawn under
     the pixels they read, i.e. the output strip shifted by the offset; a value read across a row edge (the
     neighbouring row's last or first pixel, where padding should be) is crossed out: ``convlib.conv2d``
-    subtracts it afterwards. Bottom: the input as an image with the same pixels outlined, the kernel with the
-    tap outlined, and the output accumulated so far (the bias first), the outputs this tap wrote outlined.
+    computes those edge outputs afresh afterwards. Bottom: the input as an image with the same pixels
+    outlined, the kernel with the tap outlined, and the output accumulated so far (the bias first), the
+    outputs this tap wrote outlined.
 
     ``frames[t]`` (t = u*kw + v) has ``u``, ``v``, ``offset``, ``weight`` (``K[o, :, u, v]``), ``writes``
     (l0, l1): the outputs the slice is multiplied into, ``reads`` (l0 + offset, l1 + offset) (both ``(0, 0)``
-    for a tap that reads only padding), ``wrapped``: the (l, l + offset) pairs corrected afterwards,
+    for a tap that reads only padding), ``wrapped``: the (l, l + offset) pairs recomputed afterwards,
     ``contribution`` (the tap's term, corrected, flat) and ``partial`` (Ho x Wo, after this tap), which equals
     ``F.conv2d`` with only the first t + 1 taps of the kernel kept; ``values`` is the last ``partial``, equal to
     ``F.conv2d(x, weight, bias, ...)[0, out_channel]``.
@@ -210,7 +211,7 @@ def _tap_drawer(fig, axes, frames, a, o: int, fmt: str):
         nw = len(f["wrapped"])
         w_txt = format(f["weight"][0], fmt) if C == 1 else f"K[{o}, :, {u}, {v}]"
         what = f"reads X.flat[{s0}:{s1}] for outputs {ELL} = {l0}..{l1 - 1}" if l1 > l0 else "reads only padding"
-        edge = f"{nw} value{'s' if nw > 1 else ''} read across a row edge (crossed): subtracted afterwards"
+        edge = f"{nw} value{'s' if nw > 1 else ''} read across a row edge (crossed): recomputed afterwards"
         fig.suptitle(
             f"tap ({u}, {v}), weight {w_txt}: offset ({u * dh} \u2212 {ph})\u00b7{W} + ({v * dw} \u2212 {pw}) = {off}; "
             f"{what}\n" + (edge if nw else "no row edge crossed"),
