@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 
 import torch
@@ -113,14 +112,9 @@ def time_perf_counter():
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from ..costs import cpu_model  # one reading of the CPU's name for every table (costs imports the fast path)
+
+    return cpu_model()
 
 
 def main(argv=None) -> None:
