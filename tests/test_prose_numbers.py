@@ -21,7 +21,6 @@ PENDING = {
     "02_im2col": "prose being rewritten",
     "03_toeplitz": "prose being rewritten",
     "04_transposed": "prose being rewritten",
-    "05_cifar10": "prose being rewritten",
 }
 
 
