@@ -107,7 +107,7 @@ def test_entry_products_by_hand():
     assert not ep.in_padding.any()
     text = str(ep)
     assert "Y[0, 0, 1, 1] = 7 + 2 + 10 (bias) = 19" in text
-    assert "W[0, 1]" in text
+    assert "K[0, 1]" in text
     # the corner output reads mostly padding
     corner = convlib.entry_products(x, w, None, padding=1, index=(0, 0, 0))
     assert corner.in_padding.tolist() == [[True, True], [True, False]]
