@@ -107,7 +107,7 @@ def test_entry_products_by_hand():
     assert not ep.in_padding.any()
     text = str(ep)
     assert "Y[0, 0, 1, 1] = 7 + 2 + 10 (bias) = 19" in text
-    assert "W[0, 1]" in text
+    assert "K[0, 1]" in text
     # the corner output reads mostly padding
     corner = convlib.entry_products(x, w, None, padding=1, index=(0, 0, 0))
     assert corner.in_padding.tolist() == [[True, True], [True, False]]
@@ -196,8 +196,8 @@ def test_show_conv_layer_highlights_window_filter_and_output():
         assert _rects(grid[1][3], hl) == [(1, 2, 1, 1)]  # output cell (i=2, j=1) of Y[1]
         assert _rects(grid[0][3], hl) == []
         assert grid[2][3].get_visible() is False  # 3 input channels, only 2 outputs
-        assert "Y[1, 2, 1] = " in fig._suptitle.get_text()
-        assert grid[0][3].get_title() == "output Y[0]"
+        assert "Y[0, 1, 2, 1] = " in fig._suptitle.get_text()
+        assert grid[0][3].get_title() == "output Y[0, 0]"
     finally:
         plt.close(fig)
 

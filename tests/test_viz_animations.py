@@ -342,7 +342,7 @@ def test_titles_use_the_books_notation(name):
         assert "W[" not in words and "W_row" not in words and "h*W" not in words and "x.flatten" not in words
         assert ("(b[0])" in words) == has_bias and "+ b " not in words and "+ b\n" not in words
     if name != "feature_map" and name != "tap_slices":
-        assert re.search(r"Y\[0, \d+, \d+\] = ", an.fig._suptitle.get_text())
+        assert re.search(r"Y\[0, \d+, \d+, \d+\] = ", an.fig._suptitle.get_text())
 
 
 def test_settings_animation_ties_each_window_to_its_output_cell():

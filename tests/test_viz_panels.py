@@ -46,7 +46,7 @@ def test_patch_column_marks_matching_window_column_and_pixel(C, H, W, kh, kw, kw
     cols = convlib.im2col(x[None], (kh, kw), **kwargs)[0]
     assert _outlines(ax_cols) == [(0, l, cols.shape[0], 1)]  # the whole column l
     assert _outlines(ax_out) == [(i, j, 1, 1)]  # the pixel it produces
-    assert ax_out.get_title().endswith(f"Y[0, {i}, {j}] = {float(Y[i, j]):.2f}")
+    assert ax_out.get_title().endswith(f"Y[0, 0, {i}, {j}] = {float(Y[i, j]):.2f}")
     s, d = (
         convlib.args.pair(kwargs.get("stride", 1), "s", minimum=1),
         convlib.args.pair(kwargs.get("dilation", 1), "d", minimum=1),

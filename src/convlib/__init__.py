@@ -52,7 +52,7 @@ from .winograd import (
 __version__ = "0.1.0"
 
 # Submodules loaded on first use (PEP 562): pictures and explorers, data sets, training, costs and the benchmark.
-_LAZY = ("bench", "costs", "data", "kernels", "nhwc", "training", "viz")
+_LAZY = ("bench", "costs", "data", "kernels", "nhwc", "profiling", "training", "viz")
 
 
 def __getattr__(name):

@@ -1,7 +1,7 @@
 """One output entry of a convolution, taken apart as you would compute it by hand.
 
 ``Y[n, o, i, j]`` is the bias ``b[o]`` plus, for every input channel ``c`` that output channel ``o`` reads, the sum
-of the elementwise products of a kh x kw window of the padded input with the filter ``W[o, c]``.
+of the elementwise products of a kh x kw window of the padded input with the filter ``K[o, c]``.
 ``entry_products`` returns every one of those numbers (the windows, the products, the channel sums, the bias,
 the total) so that a chapter can print them and a figure can draw them.
 """
@@ -57,10 +57,10 @@ class EntryProducts:
         cell = lambda v: fmt(v).rjust(width)  # noqa: E731
         block = 2 + kw * (width + 1)  # "[" + values, one space each + " ]"
         bias = f"b[{o}] + " if self.bias is not None else ""
-        lines = [f"Y[{n}, {o}, {i}, {j}] = {bias}sum over channels c of sum(window_c * W[{o}, c])"]
+        lines = [f"Y[{n}, {o}, {i}, {j}] = {bias}sum over channels c of sum(window_c * K[{o}, c])"]
         for k, c in enumerate(self.channels):
             lines.append(f"channel {c}: rows {_span(self.rows)}, columns {_span(self.cols)} of the padded input")
-            lines.append("  " + "window".ljust(block) + "   " + f"W[{o}, {c}]".ljust(block) + "   " + "products")
+            lines.append("  " + "window".ljust(block) + "   " + f"K[{o}, {c}]".ljust(block) + "   " + "products")
             for u in range(kh):
                 row = []
                 for t in (self.window, self.weight, self.products):

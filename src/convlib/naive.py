@@ -1,6 +1,6 @@
 """The reference: a convolution written as explicit loops, exactly as the definition reads.
 
-    Y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * Xpad[n, g(o)*C/g + c, i*s + u*d, j*s + v*d]
+    Y[n, o, i, j] = b[o] + sum_{c, u, v} K[o, c, u, v] * Xpad[n, gamma(o)*C/g + c, i*s + u*d, j*s + v*d]
 
 Every other method in convlib is checked against this one (and all of them against PyTorch).
 """
@@ -44,7 +44,7 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     ``dilation`` are an int or an (h, w) pair; ``padding`` may be ``'valid'`` or ``'same'``.
 
     For each output position (i, j) and each kernel tap (u, v) it adds one small product
-    ``X[:, channels of the group, i*s + u*d, j*s + v*d] @ W[out-channels of the group, :, u, v].T``:
+    ``X[:, channels of the group, i*s + u*d, j*s + v*d] @ K[out-channels of the group, :, u, v].T``:
     slow (Ho * Wo * kh * kw Python steps), but every step is the definition. Differentiable (autograd follows
     every product, to any order), and usable inside ``torch.func.vmap``.
     """
@@ -74,11 +74,11 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     return a.finish(torch.cat(groups_out, dim=1))
 
 
-def _loop_nest(X, W, Y, output_hw, stride, dilation, groups):
-    """The seven loops on nested Python lists: X is N x C x H x W (padded), W is O x C/g x kh x kw, Y zeros."""
+def _loop_nest(X, K, Y, output_hw, stride, dilation, groups):
+    """The seven loops on nested Python lists: X is N x C x H x W (padded), K is O x C/g x kh x kw, Y zeros."""
     (Ho, Wo), (sh, sw), (dh, dw) = output_hw, stride, dilation
-    N, O = len(Y), len(W)
-    Cg, kh, kw = len(W[0]), len(W[0][0]), len(W[0][0][0])
+    N, O = len(Y), len(K)
+    Cg, kh, kw = len(K[0]), len(K[0][0]), len(K[0][0][0])
     for n in range(N):
         for o in range(O):
             c0 = (o // (O // groups)) * Cg  # first input channel of the group that output channel o reads
@@ -87,7 +87,7 @@ def _loop_nest(X, W, Y, output_hw, stride, dilation, groups):
                     for j in range(Wo):
                         for u in range(kh):
                             for v in range(kw):
-                                Y[n][o][i][j] += W[o][c][u][v] * X[n][c0 + c][i * sh + u * dh][j * sw + v * dw]
+                                Y[n][o][i][j] += K[o][c][u][v] * X[n][c0 + c][i * sh + u * dh][j * sw + v * dw]
     return Y
 
 
@@ -97,8 +97,8 @@ def conv2d_loops(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     Same arguments and result as ``torch.nn.functional.conv2d`` (groups, int-or-pair stride/padding/dilation,
     ``padding='same'``/``'valid'``, unbatched input). The tensors are converted to nested Python lists and
     every one of the ``N * O * Ho * Wo * (C/g) * kh * kw`` multiply-adds is one Python statement, so this is
-    the definition written out and nothing else: correct, and about a million times slower than PyTorch.
-    The sums are accumulated in Python floats (double precision) and rounded to the input's dtype once.
+    the definition written out and nothing else: correct, and thousands of times slower than PyTorch (chapter 1
+    measures it). The sums are accumulated in Python floats (double precision) and rounded to the input's dtype once.
 
     Not differentiable: autograd cannot follow Python floats, so with gradients enabled it raises ``ValueError``
     when ``x``, ``weight`` or ``bias`` requires grad, rather than return a result that silently drops their

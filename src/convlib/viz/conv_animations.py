@@ -46,8 +46,8 @@ def animate_window_sum(
     """The window sliding over the padded multi-channel input; each frame fills in one output entry.
 
     Top row: the padded input channels X[c], the window of output (i, j) outlined in each; under each, the
-    kernel channel K[o, c] and the sum of its products with the window. Right: output channel Y[o], filled in
-    up to (i, j); the title adds the channel sums up to Y[o, i, j] (and the bias, if there is one). One frame
+    kernel channel K[o, c] and the sum of its products with the window. Right: output channel Y[0, o], filled in
+    up to (i, j); the title adds the channel sums up to Y[0, o, i, j] (and the bias, if there is one). One frame
     per output position (row by row), at most ``max_frames``; ``frames`` and ``values`` are those of
     :func:`convlib.viz.frames.window_sum_frames`.
     """
@@ -65,10 +65,10 @@ def animate_window_sum(
         for c, (ax, ak) in enumerate(zip(ax_in, ax_k)):
             dynamic.add(*window_outline(ax, i, j, kernel, fr.stride, fr.dilation))
             ak.set_xlabel(f"sum = {term(f['partials'][c], fmt)}", fontsize=READABLE, color=PALETTE["highlight"])
-        fill_output(ax_out, fr.output.numpy(), t + 1, (i, j), fmt, f"output Y[{o}]")
+        fill_output(ax_out, fr.output.numpy(), t + 1, (i, j), fmt, f"output Y[0, {o}]")
         terms = " + ".join(term(p, fmt) for p in f["partials"]) + plus_bias(fr.bias, o, fmt)
         where = f"the window starts at input row {i * sh - top}, column {j * sw - left}"
-        fig.suptitle(f"Y[{o}, {i}, {j}] = {terms} = {format(f['value'], fmt)}\n({where})", fontsize=FONT["title"])
+        fig.suptitle(f"Y[0, {o}, {i}, {j}] = {terms} = {format(f['value'], fmt)}\n({where})", fontsize=FONT["title"])
         return []
 
     return make_animation(fig, draw, fr.frames, fr.values, fr.title)
@@ -120,7 +120,7 @@ def animate_patch_matrix(
 
     Left: channel 0 of the padded input with the window of output (i, j); middle: the filter's row K_row,
     drawn as a column so that each weight faces the row of ``cols`` it multiplies, and ``cols`` (C*kh*kw x L)
-    with column l = i*Wo + j outlined; right: output channel Y[o], pixel (i, j) = K_row @ cols[:, l] (+ b[o])
+    with column l = i*Wo + j outlined; right: output channel Y[0, o], pixel (i, j) = K_row @ cols[:, l] (+ b[o])
     just written. ``frames`` and ``values`` are those of :func:`convlib.viz.frames.patch_matrix_frames`.
     """
     fr = patch_matrix_frames(x, weight, bias, stride, padding, dilation, out_channel, max_frames)
@@ -135,9 +135,9 @@ def animate_patch_matrix(
         dynamic.clear()
         dynamic.add(*window_outline(ax_in, i, j, kernel, fr.stride, fr.dilation), outline(ax_cols, 0, l, K, 1))
         ax_cols.set_title(f"cols: column {l} outlined", fontsize=READABLE)
-        fill_output(ax_out, fr.output.numpy(), t + 1, (i, j), fmt, f"output Y[{o}]")
+        fill_output(ax_out, fr.output.numpy(), t + 1, (i, j), fmt, f"output Y[0, {o}]")
         value = f"K_row @ cols[:, {l}]{plus_bias(fr.bias, o, fmt)} = {format(f['value'], fmt)}"
-        fig.suptitle(f"window ({i}, {j}) = column {l} of cols\nY[{o}, {i}, {j}] = {value}", fontsize=FONT["title"])
+        fig.suptitle(f"window ({i}, {j}) = column {l} of cols\nY[0, {o}, {i}, {j}] = {value}", fontsize=FONT["title"])
         return []
 
     return make_animation(fig, draw, fr.frames, fr.values, fr.title)
@@ -195,7 +195,7 @@ def animate_toeplitz_row(
     """The same step as one row of the convolution matrix M times the flattened input.
 
     Top: the rows of M that write output channel o (L x C*H*W, zeros white), row l outlined and its entries
-    written in; right of it, Y[o] flattened (entry l = i*Wo + j filled in, facing its row); below M, the
+    written in; right of it, Y[0, o] flattened (entry l = i*Wo + j filled in, facing its row); below M, the
     flattened input X.flatten(), each pixel (c, r, q) under the column of M that multiplies it, the pixels row
     l reads outlined. ``frames`` and ``values`` are those of :func:`convlib.viz.frames.toeplitz_row_frames`.
     """
@@ -211,19 +211,19 @@ def animate_toeplitz_row(
         dynamic.clear()
         dynamic.add(outline(ax_M, l, 0, 1, D), *[outline(ax_x, 0, r, lw=2.0) for r in f["reads"]])
         dynamic.add(*_row_entries(ax_M, M, l, f["reads"], fmt))
-        fill_output(ax_y, fr.output.reshape(L, 1).numpy(), t + 1, (l, 0), fmt, f"Y[{o}]", aspect="auto")
+        fill_output(ax_y, fr.output.reshape(L, 1).numpy(), t + 1, (l, 0), fmt, f"Y[0, {o}]", aspect="auto")
         ax_y.set_xticks([])
         ax_y.set_yticks([])
         product = f"M[{o * L + l}] \u00b7 X.flatten(){plus_bias(fr.bias, o, fmt)} = {format(f['value'], fmt)}"
         reads = f"it reads {len(f['reads'])} of the {D} input pixels (outlined)"
-        fig.suptitle(f"row {o * L + l} of M: Y[{o}, {i}, {j}] = {product}\n{reads}", fontsize=FONT["title"])
+        fig.suptitle(f"row {o * L + l} of M: Y[0, {o}, {i}, {j}] = {product}\n{reads}", fontsize=FONT["title"])
         return []
 
     return make_animation(fig, draw, fr.frames, fr.values, fr.title)
 
 
 def _toeplitz_panels(fr, fmt: str, dpi: int):
-    """M's rows of channel o over the flattened input, image rows ruled, and a column for Y[o]."""
+    """M's rows of channel o over the flattened input, image rows ruled, and a column for Y[0, o]."""
     (C, H, W), (L, D) = fr.input_shape, fr.M_rows.shape
     y_w = max(1.0, 0.6 * _widest(fr.output, fmt))
     cell = min(0.4, 7.5 / (D + y_w + 0.8))
@@ -333,7 +333,7 @@ def _feature_map_panels(fr, dpi: int):
     ax_cols.tick_params(labelsize=READABLE, length=2)
     ax_cols.set_xlabel(f"patch {ELL} = i\u00b7Wo + j", labelpad=1)
     ax_cols.set_title(f"patch matrix cols: {K} x {L}")
-    ax_out.set_title(f"Y[{fr.out_channel}]: {Ho} x {Wo}")
+    ax_out.set_title(f"Y[0, {fr.out_channel}]: {Ho} x {Wo}")
     for ax in (ax_in, ax_k, ax_cols, ax_out):
         ax.title.set_fontsize(READABLE)
         ax.yaxis.label.set_fontsize(READABLE)

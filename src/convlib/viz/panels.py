@@ -6,7 +6,7 @@
 - :func:`show_stamps` and :func:`show_zero_insertion`: a transposed convolution as stamps, and as an ordinary
   convolution of a zero-inserted input with the rotated kernel.
 
-Images are one image, ``X`` C x H x W (Y[o, i, j] its output); every grid counts the input's rows and columns,
+Images are one image, ``X`` C x H x W (Y[0, o, i, j] its output); every grid counts the input's rows and columns,
 the zero padding at -1.
 """
 
@@ -51,7 +51,7 @@ def show_conv_layer(
 
     Column 1 holds the channels of the zero-padded input ``x`` (C x H x W, or 1 x C x H x W), one per row,
     padding grey; then one column per filter ``K[o]`` (its C channels, orange, bias below); then, if ``output``,
-    the O output channels (green). ``index=(o, i, j)`` highlights output entry ``Y[o, i, j]``, the window it reads
+    the O output channels (green). ``index=(o, i, j)`` highlights output entry ``Y[0, o, i, j]``, the window it reads
     in every input channel and the filter it uses. Groups are not drawn (every filter reads every channel).
     Returns the figure.
     """
@@ -76,10 +76,8 @@ def show_conv_layer(
         (C, H, W), (O, _, kh, kw) = a.x.shape[1:], a.weight.shape
         title = f"{C} x {H} x {W} input, {O} filters {C} x {kh} x {kw}, stride {a.stride[0]}, padding {a.padding[0]}"
         if ep is not None:
-            value = f" = {ep.value.item():g}" if output else ""
-            title += (
-                f"\nY[{index[0]}, {index[1]}, {index[2]}]{value} reads the outlined windows with filter K[{index[0]}]"
-            )
+            value, (o, i, j) = (f" = {ep.value.item():g}" if output else ""), index
+            title += f"\nY[0, {o}, {i}, {j}]{value} reads the outlined windows with filter K[{o}]"
     fig.suptitle(title, fontsize=FONT["title"])
     fig.tight_layout()
     return fig
@@ -135,7 +133,7 @@ def _draw_layer_outputs(axes, Y, ep):
     vy = float(Y.abs().max()) or 1.0
     for o, ax in enumerate(axes[: Y.shape[0]]):
         ax.set_visible(True)
-        show_grid(Y[o], ax=ax, role="output", vmax=vy, axis_labels=False, title=f"output Y[{o}]")
+        show_grid(Y[o], ax=ax, role="output", vmax=vy, axis_labels=False, title=f"output Y[0, {o}]")
         ax.set_ylabel("i")
         ax.set_xlabel("j")
         if ep is not None and o == ep.index[1]:
@@ -208,7 +206,7 @@ def show_patch_column(
     kh x kw), ``out_channel`` its o (for the labels); ``position=(i, j)`` is the output pixel. Three panels,
     left to right: channel ``channel`` of the padded input with the window of (i, j) outlined (its taps, when
     dilated); the patch matrix ``cols = im2col(x)`` (C*kh*kw x L) with column ``l = i*Wo + j`` outlined; the
-    output ``Y[o] = K_row @ cols + b[o]`` reshaped to Ho x Wo with pixel (i, j) outlined. ``axes`` (three
+    output ``Y[0, o] = K_row @ cols + b[o]`` reshaped to Ho x Wo with pixel (i, j) outlined. ``axes`` (three
     matplotlib axes) lets a caller draw frames of an animation; returns the three axes.
     """
     from ..im2col import im2col
@@ -237,12 +235,12 @@ def show_patch_column(
     taps = [(i * sh + u * dh, j * sw + v * dw) for u in range(kh) for v in range(kw)]
     window = (i * sh, j * sw, dh * (kh - 1) + 1, dw * (kw - 1) + 1) if (dh, dw) == (1, 1) else None
     Xp = F.pad(a.x[0, channel], (pw, pw, ph, ph))
-    title_in = f"input X[{channel}]\nwindow of Y[{out_channel}, {i}, {j}]"
+    title_in = f"input X[{channel}]\nwindow of Y[0, {out_channel}, {i}, {j}]"
     sides = input_sides(a, X.shape[-2:])
     show_grid(Xp, ax=ax_in, padding=sides, window=window, cells=taps if window is None else (), title=title_in)
     _draw_patch_matrix(ax_cols, cols, i * Wo + j, Wo, (C, kh, kw), channel)
     value = format(float(Y[i, j]), number_format(Y))
-    title_out = f"output Y[{out_channel}]\nY[{out_channel}, {i}, {j}] = {value}"
+    title_out = f"output Y[0, {out_channel}]\nY[0, {out_channel}, {i}, {j}] = {value}"
     show_grid(Y, ax=ax_out, role="output", window=(i, j, 1, 1), title=title_out)
     _titles(axes)
     if own_figure:
