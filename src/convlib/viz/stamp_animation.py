@@ -68,7 +68,7 @@ def _output_drawer(ax, fr, canvases, fmt: str):
     ph, pw, Hout, Wout = fr.crop
     Hf, Wf = canvases[0].shape
     ticks = (list(range(-ph, Hf - ph)), list(range(-pw, Wf - pw)))  # the output's own rows: the cut border at -1
-    title = f"output Y[{fr.out_channel}]" + (" (kept: dashed)" if ph or pw else "")
+    title = f"output Y[0, {fr.out_channel}]" + (" (kept: dashed)" if ph or pw else "")
     cmax = max(float(np.abs(c).max()) for c in canvases) or 1.0
 
     def draw(t):

@@ -204,7 +204,7 @@ def _tap_drawer(fig, axes, frames, a, o: int, fmt: str):
         known = np.full(Ho * Wo, a.bias is not None)
         for g in frames[: t + 1]:
             known[slice(*g["writes"])] = True
-        title = f"Y[{o}] after {t + 1} of {kh * kw} taps"
+        title = f"Y[0, {o}] after {t + 1} of {kh * kw} taps"
         fill_output(ax_y, np.asarray(f["partial"]), known.reshape(Ho, Wo), None, fmt, title)
         for q in range(l0, l1):
             outline(ax_y, *divmod(q, Wo), lw=1.2)
