@@ -20,7 +20,6 @@ PENDING = {
     "01_by_hand": "prose being rewritten",
     "02_im2col": "prose being rewritten",
     "03_toeplitz": "prose being rewritten",
-    "04_transposed": "prose being rewritten",
     "05_cifar10": "prose being rewritten",
     "06_performance": "prose being rewritten",
 }
