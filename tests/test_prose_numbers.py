@@ -19,7 +19,6 @@ PENDING = {
     "00_preface": "prose being rewritten",
     "01_by_hand": "prose being rewritten",
     "02_im2col": "prose being rewritten",
-    "03_toeplitz": "prose being rewritten",
     "05_cifar10": "prose being rewritten",
     "06_performance": "prose being rewritten",
 }
