@@ -118,19 +118,19 @@ def _csr_parts(weight, C, H, W, Ho, Wo, stride, offset, dilation, groups, index_
     r = (ar(Ho) * sh)[:, None] + (ar(kh) * dh)[None, :] - top  # Ho x kh
     q = (ar(Wo) * sw)[:, None] + (ar(kw) * dw)[None, :] - left  # Wo x kw
     # column of entry (i, j, c', u, v) within its group's channels: c'*H*W + r*W + q
-    cols = (ar(Cg) * (H * W)).view(1, 1, Cg, 1, 1) + (r * W).view(Ho, 1, 1, kh, 1) + q.view(1, Wo, 1, 1, kw)
+    pattern_columns = (ar(Cg) * (H * W)).view(1, 1, Cg, 1, 1) + (r * W).view(Ho, 1, 1, kh, 1) + q.view(1, Wo, 1, 1, kw)
     taps = ar(Cg * kh * kw).view(1, 1, Cg, kh, kw).expand(Ho, Wo, Cg, kh, kw)  # which weight entry
     r_in, q_in = (r >= 0) & (r < H), (q >= 0) & (q < W)  # False where the tap reads zero padding
     if bool(r_in.all()) and bool(q_in.all()):
-        cols, taps = cols.reshape(-1), taps.reshape(-1)
+        pattern_columns, taps = pattern_columns.reshape(-1), taps.reshape(-1)
     else:  # drop the taps that read padding: rows near the border get fewer entries
         keep = (r_in.view(Ho, 1, 1, kh, 1) & q_in.view(1, Wo, 1, 1, kw)).expand(Ho, Wo, Cg, kh, kw)
         kept = keep.reshape(-1).nonzero().squeeze(1)
-        cols, taps = cols.reshape(-1)[kept], taps.reshape(-1)[kept]
+        pattern_columns, taps = pattern_columns.reshape(-1)[kept], taps.reshape(-1)[kept]
     # all O out-channels: shift by the first input channel of the out-channel's group (block diagonal)
     first_channel = (ar(O) // (O // groups)) * Cg  # O
-    col = ((first_channel * (H * W))[:, None] + cols[None, :]).reshape(-1)
-    n = cols.numel()  # entries per out-channel
+    col = ((first_channel * (H * W))[:, None] + pattern_columns[None, :]).reshape(-1)
+    n = pattern_columns.numel()  # entries per out-channel
     if n == Ho * Wo * Cg * kh * kw:  # no padding read: filter o, repeated for each of its Ho*Wo rows
         values = weight.reshape(O, 1, Cg * kh * kw).expand(O, Ho * Wo, Cg * kh * kw).reshape(-1)
     else:  # one gather: entry k of out-channel o holds weight[o].flatten()[taps[k]]
