@@ -5,21 +5,24 @@ For one image, a 2-D convolution is a linear map from the flattened input (C*H*W
 shape (O*Ho*Wo) x (C*H*W). Row ``(o, i, j)`` of ``M`` is filter ``o`` laid into a zero image at the place
 window (i, j) reads:
 
-    M[(o, i, j), (c, i*s + u*d - p, j*s + v*d - p)] = W[o, c - g(o)*C/g, u, v]
+    M[(o, i, j), (c, i*s + u*d - p, j*s + v*d - p)] = K[o, c - gamma(o)*C/g, u, v]
 
-for every in-channel ``c`` of ``o``'s group ``g(o)`` and every tap (u, v) whose pixel lies inside the input
-(taps that land on zero padding have no column). Everything else is zero.
+with K the weight and g the number of groups, for every in-channel ``c`` of ``o``'s group ``gamma(o)`` (one of
+0, ..., g - 1) and every tap (u, v) whose pixel lies inside the input (taps that land on zero padding have no
+column). Everything else is zero.
 
 Three constructions, all equal:
 
 - ``conv_matrix``: the formula above evaluated for all entries at once by index arithmetic (broadcast
   integer tensors, no Python loop over output positions), returned as a **torch sparse CSR tensor** (or dense
   on request). This is the one to use.
-- ``conv_matrix_loops``: the widely shared construction, nested Python loops over output positions and taps
-  filling a dense matrix. Kept as the baseline the chapter and the benchmark time ``conv_matrix`` against.
+- ``conv_matrix_loops``: the construction of the Stack Overflow answer to "Is there a function in PyTorch for
+  converting convolutions to fully-connected networks form?" (references.bib: so-conv-to-fc), nested Python
+  loops over output positions and taps filling a dense matrix. Kept as the baseline the chapter and the
+  benchmark time ``conv_matrix`` against.
 - ``doubly_blocked_toeplitz``: the textbook construction with ``scipy.linalg.toeplitz``: one Toeplitz block
-  per kernel row, arranged in a block-Toeplitz pattern (stride 1, no padding, no dilation, as in the
-  classic Q&A answer).
+  per kernel row, arranged in a block-Toeplitz pattern (stride 1, no padding, no dilation, as in
+  that Stack Overflow answer).
 
 Why torch sparse CSR rather than ``scipy.sparse``: measured on this project's 2-core machine (torch 2.14, one
 thread, the 16 -> 16 channel 32 x 32 3 x 3 layer, medians under load from other jobs), building the torch
@@ -115,19 +118,19 @@ def _csr_parts(weight, C, H, W, Ho, Wo, stride, offset, dilation, groups, index_
     r = (ar(Ho) * sh)[:, None] + (ar(kh) * dh)[None, :] - top  # Ho x kh
     q = (ar(Wo) * sw)[:, None] + (ar(kw) * dw)[None, :] - left  # Wo x kw
     # column of entry (i, j, c', u, v) within its group's channels: c'*H*W + r*W + q
-    cols = (ar(Cg) * (H * W)).view(1, 1, Cg, 1, 1) + (r * W).view(Ho, 1, 1, kh, 1) + q.view(1, Wo, 1, 1, kw)
+    pattern_columns = (ar(Cg) * (H * W)).view(1, 1, Cg, 1, 1) + (r * W).view(Ho, 1, 1, kh, 1) + q.view(1, Wo, 1, 1, kw)
     taps = ar(Cg * kh * kw).view(1, 1, Cg, kh, kw).expand(Ho, Wo, Cg, kh, kw)  # which weight entry
     r_in, q_in = (r >= 0) & (r < H), (q >= 0) & (q < W)  # False where the tap reads zero padding
     if bool(r_in.all()) and bool(q_in.all()):
-        cols, taps = cols.reshape(-1), taps.reshape(-1)
+        pattern_columns, taps = pattern_columns.reshape(-1), taps.reshape(-1)
     else:  # drop the taps that read padding: rows near the border get fewer entries
         keep = (r_in.view(Ho, 1, 1, kh, 1) & q_in.view(1, Wo, 1, 1, kw)).expand(Ho, Wo, Cg, kh, kw)
         kept = keep.reshape(-1).nonzero().squeeze(1)
-        cols, taps = cols.reshape(-1)[kept], taps.reshape(-1)[kept]
+        pattern_columns, taps = pattern_columns.reshape(-1)[kept], taps.reshape(-1)[kept]
     # all O out-channels: shift by the first input channel of the out-channel's group (block diagonal)
     first_channel = (ar(O) // (O // groups)) * Cg  # O
-    col = ((first_channel * (H * W))[:, None] + cols[None, :]).reshape(-1)
-    n = cols.numel()  # entries per out-channel
+    col = ((first_channel * (H * W))[:, None] + pattern_columns[None, :]).reshape(-1)
+    n = pattern_columns.numel()  # entries per out-channel
     if n == Ho * Wo * Cg * kh * kw:  # no padding read: filter o, repeated for each of its Ho*Wo rows
         values = weight.reshape(O, 1, Cg * kh * kw).expand(O, Ho * Wo, Cg * kh * kw).reshape(-1)
     else:  # one gather: entry k of out-channel o holds weight[o].flatten()[taps[k]]
@@ -202,16 +205,16 @@ def conv2d_toeplitz(x, weight, bias=None, stride=1, padding=0, dilation=1, group
     return a.finish(Y.T.reshape(N, O, Ho, Wo))
 
 
-# ---------------------------------------------------------------- the widely shared constructions
+# ---------------------------------------------------------------- the constructions of the Stack Overflow answer
 
 
 def conv_matrix_loops(weight, input_size, stride=1, padding=0, dilation=1, groups=1):
     """M built the way it is usually shown: nested Python loops filling a dense zero matrix.
 
     Same arguments and result as ``conv_matrix(..., sparse=False)``. For every output position (i, j) and
-    tap (u, v) it writes the O x C/g block ``W[:, :, u, v]`` into the dense matrix (one assignment per group),
-    so it takes Ho*Wo*kh*kw*g Python steps and allocates all (O*Ho*Wo) x (C*H*W) entries, almost all zero.
-    The baseline against which ``conv_matrix`` is timed.
+    tap (u, v) it writes the O x C/g block ``K[:, :, u, v]`` of the weight K into the dense matrix (one
+    assignment per group), so it takes Ho*Wo*kh*kw*g Python steps and allocates all (O*Ho*Wo) x (C*H*W)
+    entries, almost all zero. The baseline against which ``conv_matrix`` is timed.
     """
     C, H, W, Ho, Wo, (sh, sw), (top, left), (dh, dw), g = _geometry(
         weight, input_size, stride, padding, dilation, groups
@@ -235,14 +238,14 @@ def conv_matrix_loops(weight, input_size, stride=1, padding=0, dilation=1, group
 def doubly_blocked_toeplitz(weight, input_size):
     """M as a doubly blocked Toeplitz matrix, built with ``scipy.linalg.toeplitz`` (stride 1, no padding).
 
-    For every pair (o, c) and kernel row u, ``T_u = scipy.linalg.toeplitz(first column, first row)`` is the
-    Wo x W Toeplitz matrix that correlates one image row with kernel row ``W[o, c, u]``: entry (j, q) is
-    ``W[o, c, u, q - j]`` (zero unless 0 <= q - j < kw). The Ho x H grid of blocks is itself Toeplitz: block
-    (i, r) is ``T_{r-i}`` when 0 <= r - i < kh and zero otherwise; the same ``scipy.linalg.toeplitz`` gives
-    the grid of kernel-row indices. The (o, c) block matrices are stacked into the (O*Ho*Wo) x (C*H*W)
-    matrix. ``weight`` is O x C x kh x kw, ``input_size`` (H, W) or (C, H, W). Returns a dense tensor of the
-    weight's dtype on the CPU. (NumPy has no bfloat16: such a weight is copied in float32, which holds every
-    bfloat16 value exactly, and the matrix converted back.)
+    For every pair (o, c) and kernel row u, ``T_u = scipy.linalg.toeplitz(first column, first row)`` is the Wo x W
+    Toeplitz matrix that correlates one image row with kernel row ``K[o, c, u]`` of the weight K: entry (j, q) is
+    ``K[o, c, u, q - j]`` (zero unless 0 <= q - j < kw). The Ho x H grid of blocks is itself Toeplitz: block
+    (i, r) is ``T_{r-i}`` when 0 <= r - i < kh and zero otherwise; the same ``scipy.linalg.toeplitz`` gives the grid
+    of kernel-row indices. The (o, c) block matrices are stacked into the (O*Ho*Wo) x (C*H*W) matrix. ``weight``
+    is O x C x kh x kw, ``input_size`` (H, W) or (C, H, W). Returns a dense tensor of the weight's dtype on the
+    CPU. (NumPy has no bfloat16: such a weight is copied in float32, which holds every bfloat16 value exactly, and
+    the matrix converted back.)
     """
     import numpy as np
     import scipy.linalg

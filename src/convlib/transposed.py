@@ -1,19 +1,24 @@
 """Transposed convolution: the convolution matrix's transpose, computed three equal ways.
 
-A convolution with weight ``W`` maps an image of size Ho x Wo to one of size H x W by a matrix ``M``
-(chapter 3). The *transposed* convolution with the same ``W`` multiplies by ``M^T``: it maps H x W back to
-Ho x Wo. Shapes go back; values do not (``M^T`` is not ``M``'s inverse), which is why "deconvolution" is a
-misnomer. PyTorch's ``F.conv_transpose2d(y, W)`` is exactly this map, with the same ``W``: its layout
+A convolution with weight ``K`` maps an image of size H x W to one of size Ho x Wo by a matrix ``M``
+(chapter 3). The *transposed* convolution with the same ``K`` multiplies by ``M^T``: it maps Ho x Wo back to
+H x W. Shapes go back; values do not (``M^T`` is not ``M``'s inverse), which is why "deconvolution" is a
+misnomer. PyTorch's ``F.conv_transpose2d(y, K)`` is exactly this map, with the same ``K``: its layout
 C_in x C_out/groups x kh x kw is the layout of the convolution it transposes, read backwards.
 
 ``conv_transpose2d(..., method=...)`` computes it three ways, all equal to ``F.conv_transpose2d``:
 
 * ``'matrix'``: build ``M`` with :func:`convlib.conv_matrix` and multiply by its transpose;
-* ``'scatter'``: every input pixel stamps a scaled copy of the kernel into the output: ``col2im(W^T @ Y)``;
-* ``'zero_insertion'``: insert s-1 zeros between input pixels, pad by d(k-1)-p, and run an ordinary
-  (stride-1) convolution with the kernel rotated 180 degrees and its in/out channels swapped.
+* ``'scatter'``: every input pixel stamps a scaled copy of the kernel into the output: ``col2im(K_row^T @ Y)``;
+* ``'zero_insertion'``: insert s-1 zeros between input pixels, pad by d(k-1)-p on every side and by
+  ``output_padding`` more at the bottom and right, and run an ordinary stride-1 convolution with the same
+  dilation d and the kernel rotated 180 degrees, its in/out channels swapped.
 
-The output size along each axis is ``(i - 1)*s - 2p + d(k - 1) + output_padding + 1``.
+(A fourth way, the polyphase view, is how :func:`convlib.backprop.conv2d_input` computes it: s_h*s_w small
+convolutions, one per output phase, interleaved.) The output size along each axis (the height, say) is
+``H_out = (H_in - 1)*s - 2p + d(k - 1) + output_padding + 1``. Where ``output_padding <= p`` its extra rows and
+columns are canvas values that the padding would have cut; beyond that they lie outside the canvas and are
+zeros (plus the bias).
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ def transposed_output_size(size, kernel_size, stride=1, padding=0, output_paddin
 def _too_small(i, k, s, p, op, d, n, axis=""):
     where = f" along the {axis}" if axis else ""
     return (
-        f"the output of the transposed convolution would be empty{where}: (i-1)*s - 2p + d(k-1) + output_padding + 1"
+        f"the output of the transposed convolution would be empty{where}: (H_in-1)*s - 2p + d(k-1) + output_padding + 1"
         f" = ({i}-1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}; use a smaller padding (at most {(n - 1 + 2 * p) // 2}"
         f" here) or a larger input"
     )
