@@ -12,7 +12,8 @@ alone, so what an animation depicts can be computed and tested without a plottin
 - ``images``: sets of images and filters, curves;
 - ``frames``: the numbers every animation shows (pure torch);
 - ``player``: :class:`Animation` and its offline HTML player;
-- ``conv_animations``, ``stamp_animation``, ``settings_animation``, ``tap_animation``: the animations;
+- ``conv_animations``, ``stamp_animation``, ``settings_animation``, ``tap_animation``, ``winograd_animation``: the
+  animations;
 - ``explorers``: the live ipywidgets explorer.
 """
 
@@ -34,6 +35,7 @@ _HOMES = {
     "stamp_animation": ["animate_transposed_stamp"],
     "settings_animation": ["animate_settings"],
     "tap_animation": ["animate_tap_slices"],
+    "winograd_animation": ["animate_winograd_tiles", "winograd_tile_frames"],
     "explorers": ["ExplorerView", "explorer_view", "explorer"],
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
