@@ -1,8 +1,8 @@
 """Animation of Winograd's F(m x m, 3 x 3) (chapter 7): every tile of the input through the three transforms.
 
-For each output tile: the alpha x alpha input tile ``d`` it reads becomes ``B^T d B``; that is multiplied
-elementwise by the transformed kernel ``G K G^T`` (alpha^2 multiplications, the only ones that involve the
-data); ``A^T (.) A`` turns the product into the m x m output tile. The matrices are those of
+For each output tile: the alpha x alpha input tile ``d`` it reads (X_t in the chapter) becomes ``B^T d B``;
+that is multiplied elementwise by the transformed kernel ``G K G^T`` (alpha^2 multiplications, the only ones
+that involve the data); ``A^T (.) A`` turns the product into the m x m output tile. The matrices are those of
 :func:`convlib.winograd.toom_cook`; :func:`winograd_tile_frames` computes the numbers (pure torch) and the
 output they assemble equals ``F.conv2d``.
 """
@@ -119,7 +119,7 @@ def animate_winograd_tiles(x, kernel, m: int = 2, padding: int = 0, dpi: int = D
         dynamic.add(outline(axes[0], f["rows"], f["cols"], a, a))
         shown = np.ones((a, a), dtype=bool)
         axes[1].clear()
-        title = r"$\hat X = B^\top d\, B$"
+        title = r"$\hat X = B^\top X_t\, B$"
         show_grid(
             f["X_hat"], ax=axes[1], fmt=fmt, vmax=vmax["X_hat"], axis_labels=False, title=title, min_fontsize=READABLE
         )
@@ -132,7 +132,7 @@ def animate_winograd_tiles(x, kernel, m: int = 2, padding: int = 0, dpi: int = D
         if s >= 2:
             dynamic.add(outline(axes[5], ti * m, tj * m, m, m))
         r0, c0 = f["rows"] - p, f["cols"] - p
-        where = f"tile {t // 3 + 1} of {n_tiles}: d = X[{r0}..{r0 + a - 1}, {c0}..{c0 + a - 1}]"
+        where = f"tile {t // 3 + 1} of {n_tiles}: X_t = X[{r0}..{r0 + a - 1}, {c0}..{c0 + a - 1}]"
         what = [
             f"input transform: the {a} x {a} tile d becomes B^T d B (fixed constants)",
             f"the only products with the data: {a * a} (direct: {m * m * r * r} for {m * m} outputs)",
