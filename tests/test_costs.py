@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from convlib import costs
+from convlib.bench import Layer
 
 
 def test_normalized_error_is_error_over_rms_of_the_reference():
@@ -47,15 +48,15 @@ def test_error_by_tile_follows_the_transform_growth():
 
 
 def test_time_table_structure():
-    layers = (costs.TimedLayer(1, 2, 6, 3, 3, 1), costs.TimedLayer(2, 1, 5, 2, 2, 0, stride=2))
+    layers = (Layer(1, 2, 6, 3, 3, 1), Layer(2, 1, 5, 2, 2, 0, stride=2))
     threads = torch.get_num_threads()
     result = costs.time_table(layers, repeat=2, warmup=1)
     assert torch.get_num_threads() == threads  # restored
     assert result["machine"]["cpu"] and result["machine"]["threads"] == 1
     rows = result["rows"]
-    first = [r for r in rows if r["layer"] == layers[0].name]
+    first = [r for r in rows if r["layer"] == layers[0].label]
     assert len(first) == 3 + 1 + 3 * 2  # F.conv2d, convlib.conv2d, FFT (+ cached), 3 Winograd (+ cached)
-    assert len([r for r in rows if r["layer"] == layers[1].name]) == 4  # stride 2: no Winograd
+    assert len([r for r in rows if r["layer"] == layers[1].label]) == 4  # stride 2: no Winograd
     for r in rows:
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["max_error"] < 1e-4
         if r["method"] == "F.conv2d":
@@ -66,6 +67,6 @@ def test_time_table_structure():
 
 
 def test_block_sweep_structure():
-    layer = costs.TimedLayer(2, 4, 8, 4, 3, 1)
+    layer = Layer(2, 4, 8, 4, 3, 1)
     rows = costs.block_sweep((layer,), sizes_mib=(0.01, 1), repeat=1)
     assert [r["block_mib"] for r in rows] == [0.01, 1] and all(r["ratio"] > 0 and r["cpu_ratio"] > 0 for r in rows)

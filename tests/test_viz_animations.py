@@ -279,6 +279,21 @@ def _texts(fig):
     return [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
 
 
+def assert_frame_readable(fig, name: str = "") -> None:
+    """The frame on display: no text under 11 pt, none outside the figure, no number wider than its cell."""
+    renderer = fig.canvas.get_renderer()
+    W, H = fig.canvas.get_width_height()
+    for text in _texts(fig):
+        assert text.get_fontsize() >= 11, f"{name}: {text.get_text()!r} at {text.get_fontsize()} pt"
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -1 and box.x1 <= W + 1 and box.y0 >= -1 and box.y1 <= H + 1, f"{name}: {text.get_text()!r}"
+    for ax in fig.axes:
+        cell = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
+        for text in ax.texts:
+            if text.get_ha() == "center" and text.get_va() == "center" and text.get_text().strip():
+                assert text.get_window_extent(renderer).width <= cell, f"{name}: {text.get_text()!r} clipped"
+
+
 def _every_frame(an):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -318,17 +333,7 @@ def test_frames_are_wide_and_their_text_readable(name):
         if t == 0 and name in WRITTEN:
             centred = [x for ax in fig.axes for x in ax.texts if x.get_ha() == "center" and x.get_va() == "center"]
             assert len(centred) >= WRITTEN[name], f"{name}: numbers left out"
-        renderer = fig.canvas.get_renderer()
-        W, H = fig.canvas.get_width_height()
-        for text in _texts(fig):
-            assert text.get_fontsize() >= 11, f"{name}: {text.get_text()!r} at {text.get_fontsize()} pt"
-            box = text.get_window_extent(renderer)
-            assert box.x0 >= -1 and box.x1 <= W + 1 and box.y0 >= -1 and box.y1 <= H + 1, f"{text.get_text()!r}"
-        for ax in fig.axes:
-            cell = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
-            for text in ax.texts:
-                if text.get_ha() == "center" and text.get_va() == "center" and text.get_text().strip():
-                    assert text.get_window_extent(renderer).width <= cell, f"{name}: {text.get_text()!r} clipped"
+        assert_frame_readable(fig, name)
 
 
 @pytest.mark.parametrize("name", ["window_sum", "patch_matrix", "toeplitz_row", "feature_map", "tap_slices"])

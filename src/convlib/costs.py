@@ -23,11 +23,11 @@ import random
 import statistics
 import subprocess
 import time
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from .bench.suite import Layer
 from .fast import conv2d
 from .fft import conv2d_fft
 from .transformed import KernelCache
@@ -39,7 +39,6 @@ __all__ = [
     "accuracy_cases",
     "accuracy_table",
     "error_by_tile",
-    "TimedLayer",
     "TIME_LAYERS",
     "time_table",
     "block_sweep",
@@ -137,36 +136,13 @@ def error_by_tile(ms=(2, 3, 4, 5, 6, 7, 8), seed: int = 0, case: tuple | None = 
 # ---------------------------------------------------------------- time
 
 
-class TimedLayer(NamedTuple):
-    """One layer: input N x C x H x H, O filters k x k, padding, stride (float32, no bias)."""
-
-    N: int
-    C: int
-    H: int
-    O: int
-    k: int
-    padding: int = 0
-    stride: int = 1
-
-    @property
-    def name(self) -> str:
-        s = f" s{self.stride}" if self.stride > 1 else ""
-        return f"{self.N}x{self.C}x{self.H}² → {self.O}, {self.k}x{self.k} p{self.padding}{s}"
-
-    def tensors(self, seed: int = 0):
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(self.N, self.C, self.H, self.H, generator=gen)
-        w = torch.randn(self.O, self.C, self.k, self.k, generator=gen)
-        return x, w, dict(stride=self.stride, padding=self.padding)
-
-
 #: Where the fast algorithms apply: three wide 3x3 layers (ResNet stages), a large-kernel layer, a small 5x5 one
 TIME_LAYERS = (
-    TimedLayer(8, 128, 28, 128, 3, 1),
-    TimedLayer(8, 64, 56, 64, 3, 1),
-    TimedLayer(1, 256, 14, 256, 3, 1),
-    TimedLayer(16, 48, 20, 48, 7, 3),
-    TimedLayer(32, 3, 32, 32, 5, 0),
+    Layer(8, 128, 28, 128, 3, 1),
+    Layer(8, 64, 56, 64, 3, 1),
+    Layer(1, 256, 14, 256, 3, 1),
+    Layer(16, 48, 20, 48, 7, 3),
+    Layer(32, 3, 32, 32, 5, 0),
 )
 
 
@@ -219,13 +195,13 @@ def _interleaved(fns: dict, repeat: int, warmup: int, seed: int) -> dict:
     return times
 
 
-def _rows(layer: TimedLayer, times: dict, errors: dict) -> list[dict]:
+def _rows(layer: Layer, times: dict, errors: dict) -> list[dict]:
     """One row per method: wall-clock median, min, max (ms), CPU-time median, and their ratios to F.conv2d."""
     base = times["F.conv2d"]
     med = lambda t, k="wall": statistics.median(t[k])  # noqa: E731
     return [
         dict(
-            layer=layer.name,
+            layer=layer.label,
             method=name,
             median_ms=1e3 * med(t),
             min_ms=1e3 * min(t["wall"]),
@@ -257,7 +233,7 @@ def time_table(layers=TIME_LAYERS, repeat: int = 11, warmup: int = 2, threads: i
     rows = []
     try:
         for layer in layers:
-            x, w, kw = layer.tensors(seed)
+            x, w, _, kw = layer.tensors(seed, bias=False)
             reference = F.conv2d(x.double(), w.double(), **kw)
             fns = _timed_methods(x, w, kw)
             times = _interleaved(fns, repeat, warmup, seed)
@@ -278,7 +254,7 @@ def block_sweep(layers=TIME_LAYERS[:2], sizes_mib=(1, 2, 4, 8, 16), m: int = 4, 
     rows = []
     try:
         for layer in layers:
-            x, w, kw = layer.tensors(seed)
+            x, w, _, kw = layer.tensors(seed, bias=False)
             cache = KernelCache()
             fns = {"F.conv2d": functools.partial(F.conv2d, x, w, **kw)}
             for s in sizes_mib:
@@ -289,7 +265,7 @@ def block_sweep(layers=TIME_LAYERS[:2], sizes_mib=(1, 2, 4, 8, 16), m: int = 4, 
                 wall, cpu = (statistics.median(t[k]) / statistics.median(base[k]) for k in ("wall", "cpu"))
                 rows.append(
                     dict(
-                        layer=layer.name,
+                        layer=layer.label,
                         block_mib=s,
                         ratio=wall,
                         cpu_ratio=cpu,
