@@ -70,3 +70,9 @@ def test_block_sweep_structure():
     layer = Layer(2, 4, 8, 4, 3, 1)
     rows = costs.block_sweep((layer,), sizes_mib=(0.01, 1), repeat=1)
     assert [r["block_mib"] for r in rows] == [0.01, 1] and all(r["ratio"] > 0 and r["cpu_ratio"] > 0 for r in rows)
+
+
+def test_accuracy_cases_without_real_images_need_no_data(monkeypatch):
+    monkeypatch.setenv("CONVLIB_DATA", "/nonexistent")
+    cases = costs.accuracy_cases(real=False)
+    assert list(cases) == ["random"] and cases["random"][0].shape == (8, 64, 32, 32)

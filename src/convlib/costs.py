@@ -83,17 +83,19 @@ def _init_weight(O, C, k, gen):
     return (torch.rand(O, C, k, k, generator=gen) * 2 - 1) * bound
 
 
-def accuracy_cases(n_images: int = 64, seed: int = 0, images: torch.Tensor | None = None) -> dict:
+def accuracy_cases(n_images: int = 64, seed: int = 0, images: torch.Tensor | None = None, real: bool = True) -> dict:
     """The inputs of :func:`accuracy_table`: name -> (x, weight, kwargs), float32, 3x3 'same' layers.
 
     ``random``: 8 x 64 x 32 x 32 standard normal input, 64 filters. ``CIFAR-10 layer 1``: the first
     ``n_images`` CIFAR-10 test images (normalised) through 32 filters; ``CIFAR-10 layer 2``: that layer's
     ReLU activations through 32 more filters (real activations: non-negative, correlated). Weights as
     ``nn.Conv2d`` initialises them. ``images``: N x 3 x 32 x 32 to use instead of loading CIFAR-10 (needs
-    ``convlib.data``; set ``CONVLIB_DATA``).
+    ``convlib.data``; set ``CONVLIB_DATA``). ``real=False``: the random case alone (no CIFAR-10 needed).
     """
     gen = torch.Generator().manual_seed(seed)
     cases = {"random": (torch.randn(8, 64, 32, 32, generator=gen), _init_weight(64, 64, 3, gen), dict(padding=1))}
+    if not real:
+        return cases
     if images is None:
         from .data import cifar10_tensors
 
