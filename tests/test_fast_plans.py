@@ -329,3 +329,26 @@ def test_ratio_table_has_a_row_per_case_and_the_ceiling():
     assert set(ceiling) == set(fast.available_routes(torch.float32, "cpu")) and min(ceiling.values()) > 0
     table = fast.format_ratios(rows, ceiling)
     assert "tiny" in table and "geometric mean" in table and "GEMM ceiling" in table
+
+
+def test_the_route_probe_measures_once_however_it_is_called(monkeypatch):
+    """One measurement per (dtype, device, threads, kind, layout): keyword, positional and default spellings of the
+    same question share it (on a busy machine two measurements could disagree)."""
+    from convlib.fast import routes
+
+    calls = []
+    original = routes._time_routes
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "_time_routes", counting)
+    routes._fastest_route.cache_clear()
+    try:
+        a = fast.fastest_route(torch.float32, "cpu", 1, "thin")
+        b = fast.fastest_route(torch.float32, "cpu", 1, "thin", False)
+        c = fast.fastest_route(dtype=torch.float32, device=torch.device("cpu"), threads=1, kind="thin")
+        assert a == b == c and len(calls) <= 1  # at most one measurement (none where one route can run)
+    finally:
+        routes._fastest_route.cache_clear()

@@ -180,7 +180,6 @@ def _time_routes(routes, w, patches, out, channels_last: bool, rounds: int) -> d
 PROBES = {"thin": (2048, 144, 32), "wide": (1024, 576, 128)}
 
 
-@functools.cache
 def fastest_route(
     dtype: torch.dtype = torch.float32, device: str = "cpu", threads: int = 1, kind: str = "wide", channels_last=False
 ) -> str:
@@ -191,6 +190,13 @@ def fastest_route(
     NCHW patch columns); the best of three interleaved timings per route. Only routes that can run are
     compared; with one, it is the answer.
     """
+    # one measurement per question, however the arguments are spelled (a cache keyed on the call's own
+    # arguments would measure again for fastest_route(d, "cpu", 1, "thin") after (d, "cpu", 1, "thin", False))
+    return _fastest_route(dtype, str(device), int(threads), kind, bool(channels_last))
+
+
+@functools.cache
+def _fastest_route(dtype: torch.dtype, device: str, threads: int, kind: str, channels_last: bool) -> str:
     routes = available_routes(dtype, device)
     if len(routes) == 1:
         return routes[0]
