@@ -1,23 +1,23 @@
 """Backpropagation through a convolution with convolutions: the fast backward of :class:`convlib.Conv2d`.
 
-Chapter 4 writes the backward pass as three products (``G = dL/dY``; ``W_row`` is the kernel ``K`` as an
-O x C/g*kh*kw matrix): ``dL/dW_row = G @ cols^T``, ``dL/dx = col2im(W_row^T @ G)`` and ``dL/db = sum(G)``.
+Chapter 4 writes the backward pass as three products (``Ybar = dL/dY``; ``K_row`` is the kernel ``K`` as an
+O x C/g*kh*kw matrix): ``dL/dK_row = Ybar @ cols^T``, ``dL/dx = col2im(K_row^T @ Ybar)`` and ``dL/db = sum(Ybar)``.
 Each of the first two is itself a convolution, so the fast convolution :func:`convlib.conv2d` can compute the
 backward pass as well as the forward pass:
 
-* ``dL/dx`` is the *transposed* convolution of ``G`` (:func:`conv2d_input`). With stride 1 it is an ordinary
-  convolution of ``G``, padded by ``d(k-1) - p``, with the kernel rotated by 180 degrees and its in- and
+* ``dL/dx`` is the *transposed* convolution of ``Ybar`` (:func:`conv2d_input`). With stride 1 it is an ordinary
+  convolution of ``Ybar``, padded by ``d(k-1) - p``, with the kernel rotated by 180 degrees and its in- and
   out-channels swapped. With stride ``s`` the output pixels fall into ``s_h * s_w`` *phases* (rows
   ``r = a (mod s_h)``, columns ``c = b (mod s_w)``); phase ``(a, b)`` receives only the taps ``(u, v)`` with
-  ``d*u = a + p (mod s)`` (per axis), and from those it is again a stride-1 convolution of ``G`` with a
+  ``d*u = a + p (mod s)`` (per axis), and from those it is again a stride-1 convolution of ``Ybar`` with a
   smaller kernel. The ``s_h * s_w`` results interleave into ``dL/dx`` (a pixel shuffle). This *polyphase*
-  form multiplies by no inserted zeros: inserting ``s - 1`` zeros between the pixels of ``G`` and then
+  form multiplies by no inserted zeros: inserting ``s - 1`` zeros between the pixels of ``Ybar`` and then
   convolving costs ``s_h * s_w`` times the arithmetic.
-* ``dL/dK`` is the correlation of the padded input with ``G`` (:func:`conv2d_weight`):
-  ``dL/dK[o, c, u, v] = sum_{n,i,j} G[n, o, i, j] * xp[n, c, i*s + u*d, j*s + v*d]``: a convolution in which
+* ``dL/dK`` is the correlation of the padded input with ``Ybar`` (:func:`conv2d_weight`):
+  ``dL/dK[o, c, u, v] = sum_{n,i,j} Ybar[n, o, i, j] * xp[n, c, i*s + u*d, j*s + v*d]``: a convolution in which
   the batch plays the role of the channels and the forward stride becomes the dilation. Computed as one
-  product per group with the patch matrix of the whole batch, ``G (O/g x N*L) @ cols^T (N*L x C/g*kh*kw)``:
-  for a kernel ``G`` of Ho x Wo taps the convolution form would need Ho*Wo products.
+  product per group with the patch matrix of the whole batch, ``Ybar (O/g x N*L) @ cols^T (N*L x C/g*kh*kw)``:
+  for a kernel ``Ybar`` of Ho x Wo taps the convolution form would need Ho*Wo products.
 
 :class:`FastConv2dFunction` is ``F.conv2d`` whose forward and input gradient run through :func:`convlib.conv2d`;
 its backward calls the Function itself, so second derivatives (``create_graph=True``) come out of the same
@@ -171,17 +171,17 @@ class _Phase(NamedTuple):
     count: int
     step: int
     dilation: int  # spacing of those taps in the stride-1 convolution of the phase
-    before: int  # zeros added before G (negative: pixels cut off)
+    before: int  # zeros added before Ybar (negative: pixels cut off)
     after: int
 
 
 def phases(n: int, k: int, s: int, d: int, pad_before: int, out_len: int) -> tuple[_Phase | None, ...]:
     """Along one axis: for each phase ``a`` (input positions ``r = a (mod s)``) its taps, or None if none.
 
-    Input position ``r`` (of the unpadded input, ``n`` long) receives ``G[i] * K[u]`` exactly where
+    Input position ``r`` (of the unpadded input, ``n`` long) receives ``Ybar[i] * K[u]`` exactly where
     ``i*s + u*d = r + pad_before``. For ``r = m*s + a`` the taps are the ``u`` with ``u*d = a + pad_before
-    (mod s)``, spaced ``s / gcd(s, d)`` apart, and tap ``u`` pairs output ``m`` with ``G[m - c_u]``,
-    ``c_u = (u*d - a - pad_before) / s``: a stride-1 correlation of ``G``, shifted by the largest ``c_u``,
+    (mod s)``, spaced ``s / gcd(s, d)`` apart, and tap ``u`` pairs output ``m`` with ``Ybar[m - c_u]``,
+    ``c_u = (u*d - a - pad_before) / s``: a stride-1 correlation of ``Ybar``, shifted by the largest ``c_u``,
     with the phase's taps in reverse order. Every phase computes ``ceil(n / s)`` positions.
     """
     M = -(-n // s)
@@ -189,7 +189,7 @@ def phases(n: int, k: int, s: int, d: int, pad_before: int, out_len: int) -> tup
     for a in range(s):
         taps = [u for u in range(k) if (u * d - a - pad_before) % s == 0]
         shift = (taps[-1] * d - a - pad_before) // s if taps else 0
-        if not taps or shift <= -out_len:  # no tap reaches this phase, or only beyond the end of G
+        if not taps or shift <= -out_len:  # no tap reaches this phase, or only beyond the end of Ybar
             out.append(None)
             continue
         step = s // math.gcd(s, d)
@@ -252,15 +252,15 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     return grid.reshape(N, C, Mh * sh, Mw * sw)[:, :, :H, :W]
 
 
-# ---------------------------------------------------------------- dL/dK: a correlation of x with G
+# ---------------------------------------------------------------- dL/dK: a correlation of x with Ybar
 
 
 def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``dL/dK`` of ``conv2d(input, K, ...)`` given ``grad_output = dL/dY``: ``G @ cols^T``, one product per group.
+    """``dL/dK`` of ``conv2d(input, K, ...)`` given ``grad_output = dL/dY``: ``Ybar @ cols^T``, one product per group.
 
     Same arguments as ``torch.nn.grad.conv2d_weight`` (``weight_size``: the shape of ``K``, O x C/g x kh x kw;
     ``padding`` may also be 'same', 'valid' or a :class:`convlib.args.Sides`). ``cols`` is the patch matrix of
-    the whole batch, C*kh*kw x N*L (the batch beside the positions), ``G`` is ``dL/dY`` as O x N*L: the inner
+    the whole batch, C*kh*kw x N*L (the batch beside the positions), ``Ybar`` is ``dL/dY`` as O x N*L: the inner
     dimension of the product runs over every image and output position. Differentiable.
     """
     O, Cg, kh, kw = weight_size
@@ -272,8 +272,8 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     view = patch_view(xp, (kh, kw), stride, dilation)  # N x C x kh x kw x Ho x Wo, no copy
     Ho, Wo = view.shape[4:]
     cols = view.permute(1, 2, 3, 0, 4, 5).reshape(g, Cg * kh * kw, N * Ho * Wo)  # the copy
-    G = grad_output.transpose(0, 1).reshape(g, O // g, N * Ho * Wo)
-    return torch.matmul(G, cols.transpose(1, 2)).reshape(O, Cg, kh, kw)
+    Ybar = grad_output.transpose(0, 1).reshape(g, O // g, N * Ho * Wo)
+    return torch.matmul(Ybar, cols.transpose(1, 2)).reshape(O, Cg, kh, kw)
 
 
 # ---------------------------------------------------------------- kept kernels and vmap
