@@ -172,3 +172,21 @@ def test_a_layer_with_kept_kernels_pickles():
     x2 = x.detach().clone().requires_grad_(True)
     copy(x2).sum().backward()
     torch.testing.assert_close(x2.grad, x.grad)
+
+
+def test_input_gradient_stays_in_the_graph_where_no_tap_reaches():
+    """Stride 3 over a one-row input with padding 1: every output reads only padding, so dL/dx is zero. It must
+    still be a function of grad_output and the weight, as F.conv2d's is (found by the deep profile: the
+    second-derivative check saw a different set of gradients), and stay exactly zero with inf in grad_output."""
+    x = torch.tensor([[[[1.5410, -0.2934, -2.1788]]]], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[[[0.5684, -1.0845]]]], dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w: FastConv2dFunction.apply(x, w, None, 3, 1, 1, 1)  # noqa: E731
+    y = fn(x, w)
+    g = torch.randn_like(y, requires_grad=True)
+    gx, gw = torch.autograd.grad(y, (x, w), g, create_graph=True)
+    gx_ref, gw_ref = torch.autograd.grad(F.conv2d(x, w, None, 3, 1), (x, w), g, create_graph=True)
+    assert gx.requires_grad == gx_ref.requires_grad and gw.requires_grad == gw_ref.requires_grad
+    torch.testing.assert_close(gx, gx_ref)
+    assert torch.autograd.gradgradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
+    inf = torch.full_like(y, float("inf"))
+    assert torch.equal(torch.autograd.grad(fn(x, w), x, inf)[0], torch.zeros_like(x))

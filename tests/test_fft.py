@@ -22,13 +22,16 @@ from convlib import fft
 FFT_TOL32 = 1e-6
 
 
-def bound_scale(x, weight):
-    """The largest |output| the inputs allow: max|x| times the largest filter's sum of |weights|."""
-    return float(x.abs().max()) * float(weight.abs().sum((1, 2, 3)).max())
+def bound_scale(x, weight, bias=None):
+    """The largest |output| the inputs allow: max|x| times the largest filter's sum of |weights|, plus max|bias|
+    (a bias much larger than the products sets the output's size, and so its float32 rounding)."""
+    scale = float(x.abs().max()) * float(weight.abs().sum((1, 2, 3)).max()) if x.numel() else 0.0
+    return scale + (float(bias.abs().max()) if bias is not None and bias.numel() else 0.0)
 
 
 def check_float32(conv, cfg, tol, **extra):
-    """``conv`` in float32 within ``tol * bound_scale`` of F.conv2d in float64 on the same numbers."""
+    """``conv`` in float32 within ``tol * bound_scale`` of F.conv2d in float64 on the same numbers; returns its
+    result."""
     x, weight, bias, kw = cfg
     x, weight = x.float(), weight.float()
     bias = None if bias is None else bias.float()
@@ -36,7 +39,8 @@ def check_float32(conv, cfg, tol, **extra):
     expected = F.conv2d(x.double(), weight.double(), None if bias is None else bias.double(), **kw)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     err = float((got.double() - expected).abs().max()) if got.numel() else 0.0
-    assert err <= tol * max(bound_scale(x, weight), 1e-30) + 1e-30, err
+    assert err <= tol * max(bound_scale(x, weight, bias), 1e-30) + 1e-30, err
+    return got
 
 
 def circular_pad(x, sides):

@@ -218,6 +218,13 @@ def _phase_kernels(weight, groups, down, across):
     return kernels
 
 
+def _zeros_in_graph(grad_output, weight, size) -> torch.Tensor:
+    """Zeros that autograd sees as a function of ``grad_output`` and ``weight`` (with derivative 0), as in
+    ``F.conv2d``'s double backward: which gradients a second derivative has must not depend on whether a tap
+    reaches these pixels. The empty sums add exactly 0, whatever NaN or inf the two tensors hold."""
+    return grad_output.new_zeros(size) + (grad_output.flatten()[:0].sum() + weight.flatten()[:0].sum())
+
+
 def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *, cache=None):
     """``dL/dx`` of ``conv2d(x, weight, ...)`` given ``grad_output = dL/dY``: its transposed convolution.
 
@@ -241,7 +248,7 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     for a, ph in enumerate(down):
         for b, pw in enumerate(across):
             if (a, b) not in kernels:  # no tap lands on this phase: its pixels get no gradient
-                parts.append(grad_output.new_zeros(N, C, Mh, Mw))
+                parts.append(_zeros_in_graph(grad_output, weight, (N, C, Mh, Mw)))
                 continue
             g, pad = _shifted(grad_output, ph, pw)
             parts.append(_conv(g, kernels[a, b], pad, (ph.dilation, pw.dilation), groups))
